@@ -1,0 +1,87 @@
+"""pyspark-dataplug: Spark over raw scientific files in object storage, split by read-only indexes.
+
+``spark.read.format("dataplug")`` works in any session with no registration: Spark imports every
+top-level ``pyspark_*`` module and registers its ``DefaultSource``. This module therefore imports only
+PySpark's data source base class; everything heavy (pyarrow, boto3, format libraries) is imported when
+first used, and importing it never does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .datasource import DataplugDataSource as DefaultSource
+from .errors import (
+    DataplugError,
+    FormatError,
+    IndexMissingError,
+    OptionError,
+    StaleIndexError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from .cloudobject import CloudObject
+    from .index.build import BuildSummary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CloudObject",
+    "DataplugError",
+    "DefaultSource",
+    "FormatError",
+    "IndexMissingError",
+    "OptionError",
+    "StaleIndexError",
+    "StorageError",
+    "__version__",
+    "build_index",
+    "register",
+]
+
+
+def register(spark: SparkSession) -> type[DefaultSource]:
+    """Register the source explicitly, with ``spark.dataplug.<option>`` confs as option defaults.
+
+    Auto-discovery already makes ``format("dataplug")`` work; registering is how cluster-wide defaults
+    (say ``spark.dataplug.indexLocation`` or ``spark.dataplug.endpointUrl``) reach the Python workers,
+    which cannot read Spark confs themselves.
+
+    Examples
+    --------
+    >>> import pyspark_dataplug
+    >>> pyspark_dataplug.register(spark)  # doctest: +SKIP
+    """
+    defaults: dict[str, str] = {}
+    try:
+        confs = spark.conf.getAll if hasattr(spark.conf, "getAll") else {}
+        items = dict(confs) if not callable(confs) else dict(confs())
+    except Exception:  # noqa: BLE001 - Connect sessions may refuse listing confs
+        items = {}
+    for key, value in items.items():
+        if key.startswith("spark.dataplug."):
+            defaults[key[len("spark.dataplug."):]] = value
+
+    cls = type("DataplugDataSource", (DefaultSource,), {"conf_defaults": defaults,
+                                                        "__module__": DefaultSource.__module__})
+    spark.dataSource.register(cls)
+    return cls
+
+
+def build_index(spark: SparkSession, paths: str | list[str], format: str | None = None, force: bool = False,
+                **options: Any) -> BuildSummary:
+    """Build the indexes of the objects ``paths`` names, as one Spark job (see :mod:`.index.build`)."""
+    from .index.build import build_index as _build
+
+    return _build(spark, paths, format=format, force=force, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CloudObject":
+        from .cloudobject import CloudObject
+
+        return CloudObject
+    raise AttributeError(f"module 'pyspark_dataplug' has no attribute {name!r}")

@@ -1,0 +1,131 @@
+"""``dataplug index|inspect|read``: the index job on a local Spark, an index's contents and plan, a peek at rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"dataplug: --option takes KEY=VALUE, got {item!r}")
+        opts[key] = value
+    for name in ("endpoint_url", "index_location", "region"):
+        value = getattr(args, name, None)
+        if value:
+            opts[{"endpoint_url": "endpointUrl", "index_location": "indexLocation", "region": "region"}[name]] = value
+    return opts
+
+
+def _spark(master: str) -> Any:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master(master).appName("dataplug").getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .index.build import build_index
+
+    spark = _spark(args.master)
+    try:
+        summary = build_index(spark, args.paths, format=args.format, force=args.force, **_options(args))
+    finally:
+        spark.stop()
+    print(summary)
+    for uri, location in summary.locations.items():
+        print(f"  {uri} -> {location}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .plan import open_dataset
+
+    opts = _options(args)
+    if args.format:
+        opts["format"] = args.format
+    dataset = open_dataset(opts, paths=args.paths)
+    for info, index in zip(dataset.objects, dataset.indexes, strict=True):
+        print(f"{info.uri}  ({info.size} bytes, ETag {info.etag})")
+        if index is None:
+            print("  no index")
+            continue
+        manifest = {k: v for k, v in index.manifest.items() if k != "attrs"}
+        print(f"  index: {index.location}")
+        print("  " + json.dumps(manifest, indent=1, sort_keys=True).replace("\n", "\n  "))
+        for name, table in index.tables.items():
+            print(f"  table {name}: {table.num_rows} rows, columns {', '.join(table.column_names)}")
+            print("  " + table.slice(0, 5).to_pandas().to_string().replace("\n", "\n  "))
+    print(f"schema: {dataset.schema}")
+    plan = dataset.plan(partitions=args.partitions)
+    print(f"plan: {len(plan)} partition(s), strategy {dataset.options.get('strategy') or 'default'}")
+    for i, part in enumerate(plan[: args.show]):
+        desc = "; ".join(f"{s.uri.rsplit('/', 1)[-1]} [{s.ranges[0].start}, {s.ranges[-1].end}) {dict(s.context)}"
+                         for s in part)
+        print(f"  {i}: {desc}")
+    if len(plan) > args.show:
+        print(f"  ... {len(plan) - args.show} more")
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    spark = _spark(args.master)
+    try:
+        reader = spark.read.format("dataplug")
+        for k, v in _options(args).items():
+            reader = reader.option(k, v)
+        if args.format:
+            reader = reader.option("format", args.format)
+        if args.partitions:
+            reader = reader.option("partitions", args.partitions)
+        df = reader.load(args.paths)
+        df.show(args.show, truncate=80)
+        print(f"{df.count()} rows in {df.rdd.getNumPartitions()} partition(s)")
+    finally:
+        spark.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dataplug", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, helptext in (
+        ("index", cmd_index, "build indexes with a Spark job (skips up-to-date ones)"),
+        ("inspect", cmd_inspect, "show an index and the partition plan a read would use"),
+        ("read", cmd_read, "read through Spark and show rows"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.set_defaults(fn=fn)
+        p.add_argument("paths", nargs="+", help="objects, globs or prefixes (s3://, local, file://)")
+        p.add_argument("--format", help="data format (default: from the file name)")
+        p.add_argument("--option", "-o", action="append", help="any read option, KEY=VALUE (repeatable)")
+        p.add_argument("--endpoint-url", help="S3-compatible endpoint")
+        p.add_argument("--region", help="S3 region")
+        p.add_argument("--index-location", help="where indexes live (default: next to each object)")
+        if name == "index":
+            p.add_argument("--force", action="store_true", help="rebuild even up-to-date indexes")
+        else:
+            p.add_argument("--partitions", type=int, help="partitions to plan")
+            p.add_argument("--show", type=int, default=10, help="rows or partitions to print")
+        if name != "inspect":
+            p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+    args = parser.parse_args(argv)
+    from .errors import DataplugError
+
+    try:
+        return args.fn(args)
+    except DataplugError as e:
+        print(f"dataplug: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

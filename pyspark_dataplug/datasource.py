@@ -1,0 +1,76 @@
+"""The thin Spark adapter: options -> plan -> input partitions; each task evaluates its slices to Arrow.
+
+Spark calls ``schema()``, ``reader()`` and ``partitions()`` in short-lived Python workers on the driver
+and ``read()`` on executors, after unpickling this object (``__init__`` does not run there). So all the
+planning state a task needs travels inside its :class:`DataplugPartition`; executors rebuild storage
+clients from the options in each slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql.types import StructType
+
+    from .slices import Slice
+
+
+@dataclass
+class DataplugPartition(InputPartition):
+    """One Spark input partition: slices of one or more objects, read one after the other."""
+
+    slices: tuple[Slice, ...]
+
+    def __init__(self, slices: tuple[Slice, ...]) -> None:  # InputPartition's __init__ takes a value
+        self.slices = slices
+
+
+def arrow_to_spark(schema: pa.Schema) -> StructType:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+class DataplugDataSource(DataSource):
+    """``spark.read.format("dataplug")``: splittable reads of raw files through their indexes."""
+
+    #: defaults captured from ``spark.dataplug.*`` confs by :func:`pyspark_dataplug.register`
+    conf_defaults: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def name(cls) -> str:
+        return "dataplug"
+
+    def schema(self) -> StructType:
+        from .plan import open_dataset
+
+        dataset = open_dataset(self.options, self.conf_defaults, first_only=True)
+        return arrow_to_spark(dataset.schema)
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        return DataplugReader(dict(self.options), dict(self.conf_defaults))
+
+
+class DataplugReader(DataSourceReader):
+    def __init__(self, options: dict[str, Any], defaults: dict[str, str]) -> None:
+        self.options = options
+        self.defaults = defaults
+
+    def partitions(self) -> list[InputPartition]:
+        from .plan import open_dataset
+
+        dataset = open_dataset(self.options, self.defaults)
+        parts = [DataplugPartition(tuple(p)) for p in dataset.plan()]
+        # Spark needs at least one partition; an empty dataset reads as one task that yields nothing.
+        return parts or [DataplugPartition(())]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        assert isinstance(partition, DataplugPartition)
+        for s in partition.slices:
+            yield from s.batches()

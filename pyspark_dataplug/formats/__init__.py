@@ -1,0 +1,67 @@
+"""Lazy registry of formats: name -> ``"module:Class"``.
+
+Nothing is imported until a format is asked for, so a missing optional library (laspy, tifffile, ...)
+only fails the read that needs it, with an install hint, never ``import pyspark_dataplug`` (which Spark's
+data source discovery imports in every session).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OptionError
+
+if TYPE_CHECKING:
+    from ._base import Format
+
+#: name -> (import path, pip extra that provides its dependencies, or None)
+REGISTRY: dict[str, tuple[str, str | None]] = {
+    "text": ("pyspark_dataplug.formats.text:Text", None),
+    "csv": ("pyspark_dataplug.formats.csv:CSV", None),
+    "fastq": ("pyspark_dataplug.formats.fastq:FASTQ", None),
+}
+
+#: File-name endings that name a format (compression suffixes are stripped first).
+EXTENSIONS: dict[str, str] = {
+    ".txt": "text", ".text": "text", ".log": "text",
+    ".csv": "csv", ".tsv": "csv",
+    ".fastq": "fastq", ".fq": "fastq",
+}
+COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf")
+
+
+def format_class(name: str) -> type[Format]:
+    """The class registered under ``name`` (case-insensitive), imported on first use."""
+    key = name.lower()
+    if key not in REGISTRY:
+        raise OptionError(f"unknown format {name!r}; valid formats: {', '.join(sorted(REGISTRY))}")
+    target, extra = REGISTRY[key]
+    module, _, cls = target.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        hint = f" Install it with: pip install 'pyspark-dataplug[{extra}]'" if extra else ""
+        raise ImportError(f"format {key!r} needs a library that is not installed ({e}).{hint}") from e
+    return getattr(mod, cls)
+
+
+def get_format(name: str, params: Mapping[str, Any] | None = None) -> Format:
+    return format_class(name)(dict(params or {}))
+
+
+def guess_format(path: str) -> str:
+    """Format from the file name; the error lists the formats to pass with ``format``."""
+    low = path.lower().rstrip("/")
+    for suffix in COMPRESSION_SUFFIXES:
+        if low.endswith(suffix):
+            low = low[: -len(suffix)]
+            break
+    for ext, fmt in EXTENSIONS.items():
+        if low.endswith(ext):
+            return fmt
+    raise OptionError(
+        f"cannot guess the format of {path!r} from its name; set option 'format' to one of: "
+        f"{', '.join(sorted(REGISTRY))}"
+    )

@@ -1,0 +1,95 @@
+"""The format protocol: everything the Spark layer, the index job and the slice API need from a format.
+
+The core never branches on a format's name. A format says how to *build* its index (map tasks over
+descriptors it chooses -- byte chunks of a text file, one sequential pass over a gzip stream, a header
+read for LAZ -- and a reduce), how to *plan* (named strategies that cut an index into slices), and how to
+*decode* a slice's bytes into Arrow record batches. Planning and decoding are pure: they never touch
+storage, which keeps them testable with plain bytes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..options import Opt
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..index.store import Index
+    from ..slices import Slice
+    from ..storage import ObjectInfo, Storage
+
+
+class Format(ABC):
+    """One data format. Instances hold validated read options (``params``), nothing else.
+
+    Class attributes are capabilities and declarations, so callers never probe for
+    ``NotImplementedError``.
+    """
+
+    name: ClassVar[str]
+    #: read options specific to this format (common options are in :mod:`pyspark_dataplug.options`)
+    options: ClassVar[tuple[Opt, ...]] = ()
+    #: strategy name -> one-line description; the first is the default
+    strategies: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = dict(params)
+
+    # -- schema -------------------------------------------------------------------------------------
+    @abstractmethod
+    def arrow_schema(self) -> pa.Schema:
+        """The schema of every batch :meth:`decode` yields (Spark checks it exactly)."""
+
+    def resolve(self, index: Index | None, head: bytes | None) -> dict[str, Any]:
+        """Params to add once the first object's index (or its first bytes) is known, e.g. CSV columns.
+
+        Called at planning time; the result travels inside every slice, so executors never re-derive it.
+        """
+        return {}
+
+    # -- index --------------------------------------------------------------------------------------
+    def index_params(self) -> dict[str, Any]:
+        """The read options an index depends on; an index built with others is not reused."""
+        return {}
+
+    @abstractmethod
+    def build_tasks(self, info: ObjectInfo) -> list[dict[str, Any]]:
+        """JSON-able descriptors of map tasks for one object; each runs as one Spark task."""
+
+    @abstractmethod
+    def build_map(self, task: Mapping[str, Any], storage: Storage) -> list[dict[str, Any]]:
+        """Scan what one descriptor names; return small JSON-able rows for the reduce."""
+
+    @abstractmethod
+    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: Storage) -> Index:
+        """Combine the map rows of one object into its index (exact, whatever the chunking)."""
+
+    # -- planning -----------------------------------------------------------------------------------
+    @abstractmethod
+    def units(self, index: Index, strategy: str) -> int:
+        """How many units (records, bytes, ...) the strategy divides in this object."""
+
+    def weight(self, index: Index) -> int:
+        """Uncompressed bytes the object holds, used to size partitions from ``partitionBytes``."""
+        return int(index.manifest.get("uncompressed_size", index.source.size))
+
+    @abstractmethod
+    def slices(self, index: Index, strategy: str, cuts: list[int], storage_options: Any) -> list[Slice | None]:
+        """One slice per consecutive pair of unit positions in ``cuts``; None where a pair holds nothing.
+
+        All cuts of one object come in one call, so a cut shared by two neighbouring slices is resolved
+        once: no record can fall between them or land in both.
+        """
+
+    @abstractmethod
+    def scan_slice(self, info: ObjectInfo, storage_options: Any) -> Slice:
+        """A slice that reads a whole object without an index (``missingIndex=scan``)."""
+
+    # -- decoding -----------------------------------------------------------------------------------
+    @abstractmethod
+    def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
+        """Turn a slice's fetched bytes into record batches; pure, never touches storage."""

@@ -1,0 +1,95 @@
+"""FASTQ: one row per read, from 4-line records (header, sequence, '+' line, quality).
+
+Columns: ``id`` (header up to the first whitespace, without '@'), ``description`` (rest of the header,
+null if none), ``sequence``, ``quality``. Record boundaries come from line parity counted from the start
+of the object -- never from a line starting with '@', which is also a legal quality line. Multi-line
+(wrapped) FASTQ is not supported: such files fail with an error naming the offset.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..cloudobject import by_strategy
+from ..errors import FormatError
+from ._lines import NL, LineFormat, lines_array
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..slices import Slice
+
+_HEADER = r"^@(?P<id>\S*)(?:\s+(?P<description>.*?))?\s*$"
+
+
+class FASTQ(LineFormat):
+    name: ClassVar[str] = "fastq"
+    n_states: ClassVar[int] = 4  # lines already seen of the current record
+    strategies: ClassVar[dict[str, str]] = {
+        "records": "equal read counts per slice (within one read)",
+        "bytes": "equal uncompressed bytes per slice, cut at exact read boundaries",
+    }
+
+    def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema([pa.field(n, pa.string()) for n in ("id", "description", "sequence", "quality")])
+
+    def record_ends(self, buf: np.ndarray, state: int) -> tuple[np.ndarray, int]:
+        nl = np.flatnonzero(buf == NL)
+        return nl[(3 - state) % 4:: 4], (state + len(nl)) % 4
+
+    def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
+        lines_in_last = (state + (0 if last_is_end or size == 0 else 1)) % 4
+        if lines_in_last:
+            raise FormatError(uri, size, f"truncated FASTQ record: the object ends {lines_in_last} line(s) into a "
+                              "4-line record")
+
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            lines = lines_array(buf)
+        except pa.ArrowInvalid as e:
+            raise FormatError(slice_.uri, offset, f"FASTQ is not valid UTF-8/ASCII ({e})") from e
+        if len(lines) != 4 * count:
+            raise FormatError(slice_.uri, offset, f"expected {4 * count} lines for {count} reads, found {len(lines)}")
+        idx = np.arange(0, len(lines), 4)
+        header, seq, plus, qual = (lines.take(idx + k) for k in range(4))
+        self._validate(slice_, buf, offset, header, seq, plus, qual)
+        parts = pc.extract_regex(header, _HEADER)
+        ident = parts.field("id")
+        desc = parts.field("description")
+        desc = pc.if_else(pc.equal(pc.binary_length(desc), 0), pa.scalar(None, pa.string()), desc)
+        return pa.RecordBatch.from_arrays([ident, desc, seq, qual], schema=self.arrow_schema())
+
+    def _validate(self, slice_: Slice, buf: np.ndarray, offset: int, header: Any, seq: Any, plus: Any,
+                  qual: Any) -> None:
+        import pyarrow.compute as pc
+
+        checks = (
+            (pc.starts_with(header, "@"), 0, "header line does not start with '@'"),
+            (pc.starts_with(plus, "+"), 2, "third line of the record does not start with '+'"),
+            (pc.equal(pc.binary_length(seq), pc.binary_length(qual)), 3,
+             "sequence and quality lengths differ"),
+        )
+        for ok, line_in_record, what in checks:
+            if not pc.all(ok).as_py():
+                bad = int(np.flatnonzero(~ok.to_numpy(zero_copy_only=False))[0])
+                raise FormatError(slice_.uri, offset + _line_start(buf, 4 * bad + line_in_record),
+                                  f"malformed FASTQ record: {what}")
+
+
+def _line_start(buf: np.ndarray, line: int) -> int:
+    if line == 0:
+        return 0
+    return int(np.flatnonzero(buf == NL)[line - 1]) + 1
+
+
+#: Dataplug's strategy: ``co.partition(partition_reads_batches, num_batches=200)``; batches differ by at
+#: most one read, and asking for more batches than reads gives one read per batch (never empty ones).
+partition_reads_batches = by_strategy("records")
+partition_bytes_batches = by_strategy("bytes")

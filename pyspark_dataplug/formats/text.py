@@ -1,0 +1,44 @@
+"""Plain text: one row per line, ``value string``, the rows ``spark.read.text`` returns.
+
+Lines end at ``\\n`` or ``\\r\\n`` (the line break is not part of the value); a last line without a line
+break is a row; an empty object has no rows. A lone ``\\r`` is not a line break here (Spark's reader
+treats it as one).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ..cloudobject import by_strategy
+from ..errors import FormatError
+from ._lines import LineFormat, lines_array
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..slices import Slice
+
+
+class Text(LineFormat):
+    name: ClassVar[str] = "text"
+
+    def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema([pa.field("value", pa.string())])
+
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
+        import pyarrow as pa
+
+        try:
+            lines = lines_array(buf)
+        except pa.ArrowInvalid as e:
+            raise FormatError(slice_.uri, offset, f"text is not valid UTF-8 in [{offset}, {offset + len(buf)}) "
+                              f"({e})") from e
+        return pa.RecordBatch.from_arrays([lines], schema=self.arrow_schema())
+
+
+partition_lines_batches = by_strategy("bytes")
+partition_records_batches = by_strategy("records")

@@ -1,0 +1,195 @@
+"""Where indexes live and how they are written and read back.
+
+Layout of one index (a folder-like prefix)::
+
+    <index dir>/manifest.json            self-describing: versions, format, source size + ETag, counts
+    <index dir>/<table>-<build id>.parquet   Arrow tables named in the manifest
+    <index dir>/<blob>-<build id>.bin        binary blobs named in the manifest (e.g. gzip windows)
+
+The index dir is ``<object>.dataplug/<format>/`` next to the object, or, with ``indexLocation``,
+``<indexLocation>/<bucket>/<key>.dataplug/<format>/`` so read-only public data can be indexed into a bucket
+of your own. Tables and blobs carry a build id and the manifest is written last: a reader sees either the
+previous complete index or the new complete one, never a half-written index.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import IndexFormatError, IndexMissingError, ObjectNotFoundError, StaleIndexError
+from ..storage import (
+    INDEX_SUFFIX,
+    ObjectInfo,
+    StorageOptions,
+    get_storage,
+    is_s3,
+    join_uri,
+    normalize_uri,
+    split_s3,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+INDEX_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Index:
+    """One object's index: the manifest plus its tables (loaded eagerly; they are small by design)."""
+
+    manifest: dict[str, Any]
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    location: str | None = None
+
+    @property
+    def source(self) -> ObjectInfo:
+        s = self.manifest["source"]
+        return ObjectInfo(s["uri"], int(s["size"]), s["etag"])
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.manifest.setdefault("attrs", {})
+
+    @property
+    def records(self) -> int:
+        return int(self.manifest["records"])
+
+    def blob_uri(self, name: str) -> str:
+        assert self.location is not None
+        return join_uri(self.location, self.manifest["blobs"][name])
+
+
+def index_dir(uri: str, fmt: str, index_location: str | None = None) -> str:
+    """The index prefix of one object for one format (see the module docstring)."""
+    uri = normalize_uri(uri)
+    if not index_location:
+        return join_uri(uri + INDEX_SUFFIX, fmt)
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        rel = f"{bucket}/{key}"
+    else:
+        rel = uri.lstrip("/")
+    base = index_location if is_s3(index_location) else normalize_uri(index_location)
+    return join_uri(base, rel + INDEX_SUFFIX, fmt)
+
+
+class IndexStore:
+    """Reads and writes indexes; one per read or build (cheap: it holds only options)."""
+
+    def __init__(self, index_location: str | None = None, storage: StorageOptions | None = None) -> None:
+        self.index_location = index_location
+        self.storage = storage or StorageOptions()
+
+    def dir(self, uri: str, fmt: str) -> str:
+        return index_dir(uri, fmt, self.index_location)
+
+    def _read(self, uri: str) -> bytes:
+        st = get_storage(uri, self.storage)
+        size = st.info(uri).size
+        return st.read(uri, 0, size)
+
+    def load_manifest(self, uri: str, fmt: str) -> dict[str, Any] | None:
+        location = self.dir(uri, fmt)
+        try:
+            raw = self._read(join_uri(location, MANIFEST))
+        except ObjectNotFoundError:
+            return None
+        try:
+            manifest = json.loads(raw)
+        except ValueError as e:
+            raise IndexFormatError(f"{location}/{MANIFEST}: not valid JSON ({e}); rebuild the index") from e
+        version = manifest.get("dataplug_index_version")
+        if version != INDEX_VERSION:
+            raise IndexFormatError(
+                f"{location}: index version {version!r}, this release reads version {INDEX_VERSION}; rebuild "
+                f"it with: dataplug index --force --format {fmt} {uri}"
+            )
+        return manifest
+
+    def load(self, info: ObjectInfo, fmt: str, index_params: dict[str, Any] | None = None,
+             check: bool = True) -> Index | None:
+        """The object's index, or None if it has none; raises if it is stale or built differently."""
+        manifest = self.load_manifest(info.uri, fmt)
+        if manifest is None:
+            return None
+        location = self.dir(info.uri, fmt)
+        if check:
+            check_fresh(manifest, info, fmt, self.index_location)
+            if index_params is not None and manifest.get("index_params") != index_params:
+                raise IndexMissingError(
+                    f"{info.uri}: its {fmt} index was built with {manifest.get('index_params')}, this read "
+                    f"needs {index_params}; rebuild it with: {index_command(info.uri, fmt, force=True)}"
+                )
+        tables = {}
+        import pyarrow.parquet as pq
+
+        for name, rel in manifest.get("tables", {}).items():
+            raw = self._read(join_uri(location, rel))
+            tables[name] = pq.read_table(io.BytesIO(raw))
+        return Index(manifest, tables, location)
+
+    def save(self, info: ObjectInfo, fmt: str, index: Index) -> str:
+        """Write tables and blobs first, the manifest last; returns the index dir."""
+        import pyarrow.parquet as pq
+
+        location = self.dir(info.uri, fmt)
+        st = get_storage(location, self.storage)
+        build = uuid.uuid4().hex[:12]
+        manifest = dict(index.manifest)
+        manifest.update(
+            dataplug_index_version=INDEX_VERSION,
+            format=fmt,
+            source={"uri": info.uri, "size": info.size, "etag": info.etag},
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            build_id=build,
+        )
+        names: dict[str, str] = {}
+        total = 0
+        for name, table in index.tables.items():
+            buf = io.BytesIO()
+            pq.write_table(table, buf, compression="zstd")
+            rel = f"{name}-{build}.parquet"
+            st.write(join_uri(location, rel), buf.getvalue())
+            names[name] = rel
+            total += buf.tell()
+        manifest["tables"] = names
+        manifest["index_bytes"] = total + sum(int(v) for v in manifest.get("blob_sizes", {}).values())
+        st.write(join_uri(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
+        index.manifest = manifest
+        index.location = location
+        return location
+
+    def write_blob(self, info: ObjectInfo, fmt: str, name: str, data: bytes) -> str:
+        """Store a binary blob before its manifest exists; returns the relative name to record."""
+        location = self.dir(info.uri, fmt)
+        rel = f"{name}-{uuid.uuid4().hex[:12]}.bin"
+        get_storage(location, self.storage).write(join_uri(location, rel), data)
+        return rel
+
+
+def check_fresh(manifest: dict[str, Any], info: ObjectInfo, fmt: str, index_location: str | None) -> None:
+    src = manifest.get("source", {})
+    if int(src.get("size", -1)) != info.size or src.get("etag") != info.etag:
+        raise StaleIndexError(
+            f"{info.uri}: the object changed since its {fmt} index was built (indexed size {src.get('size')}, "
+            f"ETag {src.get('etag')!r}; now size {info.size}, ETag {info.etag!r}). Rebuild it with: "
+            f"{index_command(info.uri, fmt, force=True, index_location=index_location)}"
+        )
+
+
+def index_command(uri: str, fmt: str, force: bool = False, index_location: str | None = None) -> str:
+    """The CLI line that builds the missing or stale index: error messages print it."""
+    parts = ["dataplug index", f"--format {fmt}"]
+    if force:
+        parts.append("--force")
+    if index_location:
+        parts.append(f"--index-location {index_location}")
+    parts.append(uri)
+    return " ".join(parts)

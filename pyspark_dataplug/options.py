@@ -1,0 +1,142 @@
+"""Reader options: declared once, parsed case-insensitively, validated with messages that list what is valid.
+
+Spark hands a Python data source its options as a case-insensitive dict of strings. Defaults come, in
+order, from the option itself, from ``spark.dataplug.<option>`` confs captured by :func:`register`, then
+from ``DATAPLUG_<OPTION>`` environment variables (``indexLocation`` -> ``DATAPLUG_INDEX_LOCATION``), which
+is what reaches Spark's Python workers when the source is auto-discovered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import OptionError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.I)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"128m"``, ``"4 MiB"``, ``"1g"``, ``"65536"`` -> bytes (binary units, as Spark's byte confs)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ValueError(f"not a size: {text!r} (examples: 65536, 4m, 128MiB, 1g)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_bool(text: str) -> bool:
+    low = str(text).strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: its canonical camelCase name, kind, default and, for choices, the valid values."""
+
+    name: str
+    kind: str  # str | int | size | bool | char | choice
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def env_var(self) -> str:
+        return "DATAPLUG_" + re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).upper()
+
+    def parse(self, raw: Any) -> Any:
+        if raw is None:
+            return None
+        try:
+            if self.kind == "int":
+                value = int(str(raw).strip())
+                if value < 1:
+                    raise ValueError("must be a positive whole number")
+                return value
+            if self.kind == "size":
+                value = parse_size(raw)
+                if value < 1:
+                    raise ValueError("must be positive")
+                return value
+            if self.kind == "bool":
+                return parse_bool(raw)
+            if self.kind == "char":
+                s = str(raw)
+                s = {"\\t": "\t", "tab": "\t"}.get(s, s)
+                if len(s) > 1:
+                    raise ValueError("must be a single character")
+                return s or None
+            if self.kind == "choice":
+                low = str(raw).strip().lower()
+                for c in self.choices:
+                    if c.lower() == low:
+                        return c
+                raise ValueError(f"valid values: {', '.join(self.choices)}")
+            return str(raw)
+        except ValueError as e:
+            raise OptionError(f"bad value {raw!r} for option {self.name!r}: {e}") from e
+
+
+COMMON_OPTIONS: tuple[Opt, ...] = (
+    Opt("format", "str", None, doc="data format; guessed from the file name when absent"),
+    Opt("partitions", "int", None, doc="number of partitions (slices) for the whole dataset"),
+    Opt("partitionBytes", "size", 128 << 20, doc="uncompressed bytes per partition when 'partitions' is unset"),
+    Opt("strategy", "str", None, doc="partitioning strategy; each format has a default"),
+    Opt("indexLocation", "str", None, doc="where indexes live; default: a sidecar '<object>.dataplug/'"),
+    Opt("missingIndex", "choice", "error", ("error", "scan"),
+        doc="without an index: fail (default) or read each object as one task"),
+    Opt("endpointUrl", "str", None, doc="S3-compatible endpoint URL"),
+    Opt("region", "str", None, doc="S3 region"),
+    Opt("anonymous", "bool", False, doc="unsigned S3 requests (public buckets)"),
+    Opt("path", "str", None),
+    Opt("paths", "str", None),
+)
+
+
+def parse_options(
+    raw: Mapping[str, Any],
+    format_options: Iterable[Opt] = (),
+    defaults: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+) -> dict[str, Any]:
+    """Validate and type every option; unknown names fail with the list of valid ones."""
+    specs = {o.name.lower(): o for o in (*COMMON_OPTIONS, *format_options)}
+    defaults = {k.lower(): v for k, v in (defaults or {}).items()}
+    out: dict[str, Any] = {}
+    given = {str(k).lower(): v for k, v in raw.items() if v is not None}
+    unknown = sorted(k for k in given if k not in specs)
+    if unknown:
+        valid = ", ".join(sorted(o.name for o in specs.values() if o.name not in ("path", "paths")))
+        what = f" for format {fmt!r}" if fmt else ""
+        raise OptionError(f"unknown option(s) {', '.join(unknown)}{what}; valid options: {valid}")
+    for key, spec in specs.items():
+        if key in given:
+            out[spec.name] = spec.parse(given[key])
+        elif key in defaults:
+            out[spec.name] = spec.parse(defaults[key])
+        elif spec.env_var in os.environ:
+            out[spec.name] = spec.parse(os.environ[spec.env_var])
+        else:
+            out[spec.name] = spec.default
+    return out
+
+
+def paths_from_options(options: Mapping[str, Any]) -> list[str]:
+    """``load(p)`` arrives as ``path``; ``load([a, b])`` as ``paths`` holding a JSON list."""
+    paths: list[str] = []
+    if options.get("paths"):
+        value = options["paths"]
+        paths.extend(json.loads(value) if isinstance(value, str) else list(value))
+    if options.get("path"):
+        paths.insert(0, options["path"])
+    if not paths:
+        raise OptionError("no path given: use .load('s3://bucket/key') or option('path', ...)")
+    return paths

@@ -1,0 +1,174 @@
+"""From paths and options to a read plan: objects, their indexes, the schema, and partitions of slices.
+
+This is the one place where a read is planned, for the Spark reader and the engine-agnostic API alike.
+It reads object listings, HEADs and indexes only -- never data (except the first bytes of an object read
+without an index, to name CSV columns).
+
+A dataset of several objects is cut as one sequence: global cut points at equal units (records or
+bytes), so one partition may hold the tail of one object and the head of the next, and a thousand small
+files do not become a thousand tiny tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataplugError, IndexMissingError, OptionError
+from .formats import format_class, get_format, guess_format
+from .index.store import Index, IndexStore, index_command
+from .options import parse_options, paths_from_options
+from .storage import ObjectInfo, StorageOptions, expand, get_storage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .formats._base import Format
+    from .slices import Slice
+
+log = logging.getLogger("pyspark_dataplug")
+
+#: bytes read from an object without an index to find its first record (CSV column names)
+HEAD_BYTES = 1 << 20
+
+
+@dataclass
+class Dataset:
+    """A resolved dataset: what :func:`open_dataset` found, ready to plan."""
+
+    format_name: str
+    options: dict[str, Any]
+    objects: list[ObjectInfo]
+    indexes: list[Index | None]
+    fmt: Format
+    storage: StorageOptions
+    store: IndexStore
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.fmt.arrow_schema()
+
+    def plan(self, partitions: int | None = None, strategy: str | None = None,
+             partition_bytes: int | None = None) -> list[list[Slice]]:
+        return plan_partitions(
+            self.fmt, self.objects, self.indexes, self.storage,
+            strategy=strategy or self.options.get("strategy"),
+            partitions=partitions if partitions is not None else self.options.get("partitions"),
+            partition_bytes=partition_bytes or self.options.get("partitionBytes"),
+        )
+
+
+def storage_options(options: Mapping[str, Any]) -> StorageOptions:
+    return StorageOptions(
+        endpoint_url=options.get("endpointUrl") or None,
+        region=options.get("region") or None,
+        anonymous=bool(options.get("anonymous")),
+    )
+
+
+def parse_read_options(raw: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
+                       paths: list[str] | None = None) -> tuple[str, dict[str, Any], list[str]]:
+    """Validate options against the common ones and the format's; returns (format, options, paths)."""
+    lowered = {str(k).lower(): v for k, v in raw.items() if v is not None}
+    defaults = {str(k).lower(): v for k, v in (defaults or {}).items()}
+    if paths is None:
+        paths = paths_from_options(lowered)
+    name = lowered.get("format") or defaults.get("format")
+    name = str(name).lower() if name else guess_format(paths[0])
+    cls = format_class(name)
+    options = parse_options(lowered, cls.options, defaults, fmt=name)
+    options["format"] = name
+    return name, options, paths
+
+
+def format_params(cls: type[Format], options: Mapping[str, Any]) -> dict[str, Any]:
+    names = {o.name for o in cls.options}
+    return {k: v for k, v in options.items() if k in names}
+
+
+def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
+                 paths: list[str] | None = None, first_only: bool = False) -> Dataset:
+    """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema."""
+    name, options, paths = parse_read_options(raw_options, defaults, paths)
+    storage = storage_options(options)
+    objects = expand(paths, storage)
+    if not objects:
+        raise DataplugError(f"{', '.join(paths)}: no objects to read")
+    if first_only:
+        objects = objects[:1]
+    cls = format_class(name)
+    fmt = cls(format_params(cls, options))
+    store = IndexStore(options.get("indexLocation"), storage)
+    index_params = fmt.index_params()
+    indexes = [store.load(info, name, index_params) for info in objects]
+    missing = [o.uri for o, i in zip(objects, indexes, strict=True) if i is None]
+    if missing:
+        if options.get("missingIndex") != "scan":
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            target = missing[0] if len(missing) == 1 else " ".join(paths)
+            command = index_command(target, name, index_location=options.get("indexLocation"))
+            raise IndexMissingError(
+                f"no {name} index for {missing[0]}{more}. Build it once with: {command}"
+                f"  (or pyspark_dataplug.build_index(spark, paths, format={name!r})), or read without an index "
+                "(one task per object) with option missingIndex=scan"
+            )
+        log.warning("dataplug: reading %d object(s) without an index, one task each (missingIndex=scan): %s",
+                    len(missing), ", ".join(missing[:5]))
+    first_index = indexes[0]
+    head = None
+    if first_index is None:
+        info = objects[0]
+        head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, HEAD_BYTES))
+    params = {**fmt.params, **fmt.resolve(first_index, head)}
+    fmt = get_format(name, params)
+    return Dataset(name, options, objects, indexes, fmt, storage, store, params)
+
+
+def plan_partitions(
+    fmt: Format,
+    objects: list[ObjectInfo],
+    indexes: list[Index | None],
+    storage: StorageOptions,
+    strategy: str | None = None,
+    partitions: int | None = None,
+    partition_bytes: int | None = None,
+) -> list[list[Slice]]:
+    """Cut a dataset into partitions, each a list of slices; reads nothing (indexes are already loaded)."""
+    strategies = list(fmt.strategies)
+    strategy = strategy or strategies[0]
+    if strategy not in fmt.strategies:
+        raise OptionError(f"unknown strategy {strategy!r} for format {fmt.name!r}; valid: {', '.join(strategies)}")
+    indexed = [(o, i) for o, i in zip(objects, indexes, strict=True) if i is not None]
+    scanned = [o for o, i in zip(objects, indexes, strict=True) if i is None]
+    out: list[list[Slice]] = [[fmt.scan_slice(o, storage)] for o in scanned]
+
+    units = [fmt.units(i, strategy) for _, i in indexed]
+    total_units = sum(units)
+    if total_units == 0:
+        return out
+    if partitions is None:
+        weight = sum(fmt.weight(i) for _, i in indexed)
+        partitions = max(1, math.ceil(weight / (partition_bytes or (128 << 20))))
+    n = max(1, min(int(partitions), total_units))
+    cuts = [total_units * k // n for k in range(n + 1)]
+
+    parts: list[list[Slice]] = [[] for _ in range(n)]
+    base = 0
+    for (_, index), u in zip(indexed, units, strict=True):
+        if u == 0:
+            continue
+        # this object's local cut points, and which partition each local piece belongs to
+        inner = [(k, c - base) for k, c in enumerate(cuts) if base < c < base + u]
+        first_k = max(k for k, c in enumerate(cuts) if c <= base)
+        local = [0] + [c for _, c in inner] + [u]
+        owners = [first_k] + [k for k, _ in inner]
+        for owner, s in zip(owners, fmt.slices(index, strategy, local, storage), strict=True):
+            if s is not None:
+                parts[min(owner, n - 1)].append(s)
+        base += u
+    out.extend(p for p in parts if p)
+    return out

@@ -1,0 +1,427 @@
+"""Ranged reads of objects by URI: local paths, ``file://`` and ``s3://`` (boto3).
+
+Everything above this module sees only :class:`Storage`: ``info``, ``read`` (a byte range), ``stream``,
+``write`` and ``list``. Retries live in one place (:func:`_retrying`), so every S3 call -- HEAD, ranged
+GET, LIST, PUT -- gets the same backoff, and a ranged GET that breaks mid-body resumes at the byte where
+it broke instead of starting over.
+
+Clients are never pickled: a :class:`StorageOptions` (endpoint, region, anonymous; no credentials) travels
+with slices, and each process builds its own client from it, with the standard credential chain.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as _glob
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+from urllib.parse import unquote, urlparse
+
+from .errors import ObjectNotFoundError, StaleIndexError, StorageError
+
+T = TypeVar("T")
+
+#: Names that are never data: Spark's own convention (``_SUCCESS``, ``.crc``) plus our index sidecars.
+INDEX_SUFFIX = ".dataplug"
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach object storage. Picklable and free of credentials by design.
+
+    Attributes
+    ----------
+    endpoint_url : str or None
+        S3-compatible endpoint (MinIO, moto, Ceph); None means AWS (or ``AWS_ENDPOINT_URL``).
+    region : str or None
+        AWS region; None lets boto3 resolve it.
+    anonymous : bool
+        Unsigned requests, for public buckets.
+    max_attempts : int
+        Attempts per request for transient errors (5xx, throttling, broken connections).
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    anonymous: bool = False
+    max_attempts: int = 8
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What identifies one version of an object: an index built for another version is stale."""
+
+    uri: str
+    size: int
+    etag: str
+
+
+class IOStats:
+    """Per-process counters of what was read, keyed by URI: tests and benchmarks assert on them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.bytes_read: dict[str, int] = defaultdict(int)
+            self.read_calls: dict[str, int] = defaultdict(int)
+
+    def add(self, uri: str, nbytes: int) -> None:
+        with self._lock:
+            self.bytes_read[uri] += nbytes
+            self.read_calls[uri] += 1
+
+
+IO_STATS = IOStats()
+
+
+class Storage(Protocol):
+    """The few operations formats, indexes and the Spark reader need from any backend."""
+
+    def info(self, uri: str) -> ObjectInfo: ...
+
+    def read(self, uri: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """Bytes ``[start, end)``; ``etag`` set means: fail with StaleIndexError if the object changed."""
+        ...
+
+    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]: ...
+
+    def write(self, uri: str, data: bytes) -> None: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list(self, pattern: str) -> list[ObjectInfo]: ...
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://", "s3n://"))
+
+
+def normalize_uri(uri: str) -> str:
+    """One spelling per object: ``file://`` and relative paths become absolute local paths."""
+    if is_s3(uri):
+        return "s3://" + uri.split("://", 1)[1]
+    if uri.startswith("file://"):
+        uri = unquote(urlparse(uri).path)
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join_uri(base: str, *parts: str) -> str:
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.strip("/")
+    return out
+
+
+def get_storage(uri: str, options: StorageOptions | None = None) -> Storage:
+    """The backend for a URI; S3 backends share one client per process and options."""
+    if is_s3(uri):
+        return S3Storage(options or StorageOptions())
+    return LocalStorage()
+
+
+def _skip_name(name: str) -> bool:
+    base = name.rstrip("/").rsplit("/", 1)[-1]
+    return base.startswith(("_", ".")) or INDEX_SUFFIX + "/" in name + "/" or base.endswith(INDEX_SUFFIX)
+
+
+# ----------------------------------------------------------------------------------------------- local
+
+
+class LocalStorage:
+    """Local files; the embedded default, so the quick start needs no server."""
+
+    def info(self, uri: str) -> ObjectInfo:
+        path = normalize_uri(uri)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(f"{path}: no such file") from e
+        except PermissionError as e:
+            raise StorageError(f"{path}: permission denied") from e
+        if not os.path.isfile(path):
+            raise ObjectNotFoundError(f"{path}: not a regular file")
+        return ObjectInfo(path, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    def read(self, uri: str, start: int, end: int, etag: str | None = None) -> bytes:
+        path = normalize_uri(uri)
+        if etag is not None and self.info(path).etag != etag:
+            raise StaleIndexError(f"{path}: the file changed since it was indexed; rebuild its index")
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(max(0, end - start))
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(f"{path}: no such file") from e
+        IO_STATS.add(path, len(data))
+        if len(data) != max(0, end - start):
+            raise StorageError(f"{path}: short read at byte {start + len(data)} (wanted [{start}, {end}))")
+        return data
+
+    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        path = normalize_uri(uri)
+        with open(path, "rb") as f:
+            f.seek(start)
+            while chunk := f.read(chunk_size):
+                IO_STATS.add(path, len(chunk))
+                yield chunk
+
+    def write(self, uri: str, data: bytes) -> None:
+        # Write-then-rename: readers see the old file or the whole new one, never a prefix.
+        path = normalize_uri(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def exists(self, uri: str) -> bool:
+        return os.path.isfile(normalize_uri(uri))
+
+    def list(self, pattern: str) -> list[ObjectInfo]:
+        path = normalize_uri(pattern)
+        if any(c in path for c in _GLOB_CHARS):
+            names = sorted(_glob.glob(path))
+        elif os.path.isdir(path):
+            names = sorted(os.path.join(path, n) for n in os.listdir(path))
+        elif os.path.exists(path):
+            names = [path]
+        else:
+            raise ObjectNotFoundError(f"{path}: no such file or directory")
+        out = [self.info(n) for n in names if os.path.isfile(n) and not _skip_name(n)]
+        if not out and not os.path.isdir(path):
+            raise ObjectNotFoundError(f"{path}: matches no file")
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- S3
+
+_CLIENTS: dict[tuple[int, StorageOptions], object] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+_TRANSIENT_CODES = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+    "InternalError", "ServiceUnavailable", "500", "502", "503", "504", "RequestLimitExceeded",
+}
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def _s3_client(options: StorageOptions):  # noqa: ANN202 - boto3 types are dynamic
+    # One client per process (clients are not fork-safe, hence the pid in the key).
+    k = (os.getpid(), options)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(k)
+        if client is None:
+            import boto3
+            from botocore import UNSIGNED
+            from botocore.config import Config
+
+            cfg = Config(
+                # Our own loop retries (and resumes ranged reads); botocore's would restart from zero.
+                retries={"total_max_attempts": 1},
+                signature_version=UNSIGNED if options.anonymous else None,
+                max_pool_connections=32,
+                connect_timeout=10,
+                read_timeout=60,
+            )
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=options.endpoint_url, region_name=options.region, config=cfg
+            )
+            _CLIENTS[k] = client
+    return client
+
+
+def _error_code(e: BaseException) -> str:
+    resp = getattr(e, "response", None) or {}
+    code = str(resp.get("Error", {}).get("Code", ""))
+    status = str(resp.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return code or status
+
+
+def _is_transient(e: BaseException) -> bool:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        IncompleteReadError,
+        ReadTimeoutError,
+    )
+    from urllib3.exceptions import ProtocolError
+
+    if isinstance(e, ClientError):
+        resp = e.response or {}
+        status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0
+        return _error_code(e) in _TRANSIENT_CODES or int(status) >= 500 or int(status) == 429
+    return isinstance(
+        e,
+        ConnectionClosedError | ConnectTimeoutError | EndpointConnectionError | IncompleteReadError
+        | ReadTimeoutError | ProtocolError | ConnectionError | _ShortRead,
+    )
+
+
+class _ShortRead(Exception):
+    """The body ended before the requested range did: retried like a reset connection."""
+
+
+def _retrying(fn: Callable[[], T], what: str, options: StorageOptions) -> T:
+    """Run ``fn`` with exponential backoff and full jitter on transient errors; map the rest to ours."""
+    delay = 0.1
+    for attempt in range(1, options.max_attempts + 1):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - classified below, re-raised as ours
+            if _is_transient(e) and attempt < options.max_attempts:
+                time.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 10.0)
+                continue
+            raise _translate(e, what, attempt) from e
+    raise AssertionError("unreachable")
+
+
+def _translate(e: BaseException, what: str, attempts: int) -> Exception:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(e, ClientError):
+        code = _error_code(e)
+        if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+            return ObjectNotFoundError(f"{what}: not found ({code})")
+        if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageError(f"{what}: access denied ({code}); check credentials or use anonymous=true")
+        if code in ("PreconditionFailed", "412"):
+            return StaleIndexError(f"{what}: the object changed since it was indexed (ETag differs); rebuild "
+                                   "its index (dataplug index --force)")
+        if code == "InvalidRange":
+            return StorageError(f"{what}: range not satisfiable (object shorter than its index says?)")
+        return StorageError(f"{what}: {code or e} after {attempts} attempt(s)")
+    if isinstance(e, NoCredentialsError):
+        return StorageError(f"{what}: no AWS credentials found; set them, or use anonymous=true for a "
+                            "public bucket")
+    if _is_transient(e):
+        return StorageError(f"{what}: still failing after {attempts} attempts: {e}")
+    if isinstance(e, ObjectNotFoundError | StorageError | StaleIndexError):
+        return e
+    return StorageError(f"{what}: {e}")
+
+
+class S3Storage:
+    """S3 and S3-compatible stores through boto3, with ranged GETs that resume after a broken stream."""
+
+    def __init__(self, options: StorageOptions) -> None:
+        self.options = options
+
+    @property
+    def client(self):  # noqa: ANN201
+        return _s3_client(self.options)
+
+    def info(self, uri: str) -> ObjectInfo:
+        bucket, key = split_s3(uri)
+        head = _retrying(lambda: self.client.head_object(Bucket=bucket, Key=key), uri, self.options)
+        return ObjectInfo(normalize_uri(uri), int(head["ContentLength"]), head.get("ETag", "").strip('"'))
+
+    def read(self, uri: str, start: int, end: int, etag: str | None = None) -> bytes:
+        if end <= start:
+            return b""
+        bucket, key = split_s3(uri)
+        parts: list[bytes] = []
+        got = 0
+
+        def attempt() -> None:
+            nonlocal got
+            kwargs = {"Bucket": bucket, "Key": key, "Range": f"bytes={start + got}-{end - 1}"}
+            if etag:
+                kwargs["IfMatch"] = f'"{etag}"'
+            body = self.client.get_object(**kwargs)["Body"]
+            try:
+                # Keep whatever arrived before a break: the retry asks only for the rest.
+                while got < end - start:
+                    chunk = body.read(min(8 << 20, end - start - got))
+                    if not chunk:
+                        raise _ShortRead(f"body ended at byte {start + got}")
+                    parts.append(chunk)
+                    got += len(chunk)
+                    IO_STATS.add(normalize_uri(uri), len(chunk))
+            finally:
+                body.close()
+
+        _retrying(attempt, f"{uri} [{start}, {end})", self.options)
+        return b"".join(parts) if len(parts) != 1 else parts[0]
+
+    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        size = self.info(uri).size
+        pos = start
+        while pos < size:
+            end = min(size, pos + chunk_size)
+            yield self.read(uri, pos, end)
+            pos = end
+
+    def write(self, uri: str, data: bytes) -> None:
+        bucket, key = split_s3(uri)
+        # A PUT is atomic: readers see the old object or the whole new one.
+        _retrying(lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data), uri, self.options)
+
+    def exists(self, uri: str) -> bool:
+        try:
+            self.info(uri)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, pattern: str) -> list[ObjectInfo]:
+        bucket, key = split_s3(pattern)
+        globbing = any(c in key for c in _GLOB_CHARS)
+        if globbing:
+            prefix = key[: min(key.index(c) for c in _GLOB_CHARS if c in key)]
+        else:
+            # An exact key is one object; otherwise the key is a "folder" prefix.
+            if key and not key.endswith("/"):
+                try:
+                    return [self.info(pattern)]
+                except ObjectNotFoundError:
+                    pass
+            prefix = key.rstrip("/") + "/" if key else ""
+        out: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            kwargs = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), pattern, self.options)
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if k.endswith("/") or _skip_name(k):
+                    continue
+                if globbing and not fnmatch.fnmatchcase(k, key):
+                    continue
+                if not globbing and "/" in k[len(prefix):]:
+                    continue  # like Spark: a folder's own files, not its subfolders'
+                out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        if not out:
+            raise ObjectNotFoundError(f"{pattern}: matches no object")
+        return out
+
+
+def expand(paths: list[str], options: StorageOptions | None = None) -> list[ObjectInfo]:
+    """Paths, globs and prefixes to a de-duplicated list of objects, in the order given."""
+    seen: dict[str, ObjectInfo] = {}
+    for p in paths:
+        for info in get_storage(p, options).list(p):
+            seen.setdefault(info.uri, info)
+    return list(seen.values())

@@ -1,0 +1,183 @@
+"""The engine-agnostic API, without Spark: exact slices, pickling, other processes, I/O accounting."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import re
+
+import pytest
+from conftest import multiset
+from data import fastq_reference, make_csv, make_fastq, make_text
+
+from pyspark_dataplug import CloudObject
+from pyspark_dataplug.errors import FormatError, IndexMissingError, OptionError, StaleIndexError
+from pyspark_dataplug.formats.fastq import FASTQ, partition_bytes_batches, partition_reads_batches
+from pyspark_dataplug.formats.text import Text, partition_lines_batches
+from pyspark_dataplug.storage import IO_STATS
+
+
+def _rows(slices):
+    return [tuple(r.values()) for s in slices for r in s.get().to_pylist()]
+
+
+@pytest.mark.parametrize("spacing", ["1k", "64k"])
+def test_fastq_slices_exact_for_any_count(store, spacing):
+    data = make_fastq(1200, seed=2)
+    uri = store.put("a.fastq", data)
+    co = CloudObject(FASTQ, uri, {**store.options, "indexSpacing": spacing})
+    co.preprocess()
+    ref = fastq_reference(data)
+    # every count on local files; over HTTP the fine-grained ones would be thousands of GETs for nothing new
+    counts = (1, 2, 3, 7, 64, 1199, 1200, 5000) if store.kind == "local" else (1, 7, 64)
+    for n in counts:
+        slices = co.partition(partition_reads_batches, num_batches=n)
+        sizes = [s.context["records"] for s in slices]
+        assert len(slices) == min(n, 1200)
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1  # never empty or inverted batches
+        assert _rows(slices) == ref, f"num_batches={n}"
+        assert _rows(co.partition(partition_bytes_batches, num_batches=n)) == ref
+
+
+def test_seed_example_from_s3(s3_store):
+    data = make_fastq(400, seed=9)
+    uri = s3_store.put("SRR6052133_1.fastq", data)
+    co = CloudObject.from_s3(FASTQ, uri, s3_config={"endpoint_url": s3_store.options["endpointUrl"],
+                                                     "region_name": "us-east-1"})
+    co.preprocess()
+    data_slices = co.partition(partition_reads_batches, num_batches=20)
+    reads = data_slices[0].get()
+    assert reads.num_rows == 20
+    assert reads.column_names == ["id", "description", "sequence", "quality"]
+    with pytest.raises(OptionError, match="aws_secret_access_key"):
+        CloudObject.from_s3(FASTQ, uri, s3_config={"aws_secret_access_key": "x"})
+
+
+def _evaluate(blob: bytes) -> list[tuple]:
+    s = pickle.loads(blob)
+    return [tuple(r.values()) for r in s.get().to_pylist()]
+
+
+def test_slices_pickle_and_run_in_other_processes(store):
+    data = make_fastq(500, seed=4)
+    uri = store.put("p.fastq", data)
+    co = CloudObject.from_path(FASTQ, uri, **store.options, indexSpacing="2k")
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=6)
+    blobs = [pickle.dumps(s) for s in slices]
+    for b in blobs:
+        assert b"testing" not in b  # no credentials travel
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        parts = pool.map(_evaluate, blobs)
+    assert [r for p in parts for r in p] == fastq_reference(data)
+
+
+def test_replanning_reads_no_data(store):
+    data = make_text(4000)
+    uri = store.put("t.txt", data)
+    co = CloudObject(Text, uri, {**store.options, "indexSpacing": "2k"})
+    co.preprocess()
+    IO_STATS.reset()
+    fresh = CloudObject(Text, uri, store.options)
+    for n in (10, 100, 1000):
+        fresh.partition(partition_lines_batches, num_batches=n)
+    data_uri = fresh.uri
+    assert IO_STATS.bytes_read.get(data_uri, 0) == 0  # only the index was read
+    assert sum(IO_STATS.bytes_read.values()) > 0
+
+
+def test_task_reads_only_its_range(store):
+    data = make_fastq(2000, seed=5)
+    uri = store.put("r.fastq", data)
+    co = CloudObject(FASTQ, uri, {**store.options, "indexSpacing": "4k"})
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=10)
+    IO_STATS.reset()
+    slices[4].get()
+    got = sum(IO_STATS.bytes_read.values())
+    assert got == slices[4].nbytes
+    assert got < len(data) / 10 + 2 * 4096 + 1024  # its records plus at most two index spacings
+
+
+def test_stale_index_is_refused(store):
+    data = make_fastq(300, seed=6)
+    uri = store.put("s.fastq", data)
+    co = CloudObject(FASTQ, uri, store.options)
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=3)
+    store.put("s.fastq", make_fastq(301, seed=6))  # rewritten after indexing
+    with pytest.raises(StaleIndexError, match="s.fastq"):
+        slices[1].get()  # a slice planned before the change
+    with pytest.raises(StaleIndexError, match="dataplug index --format fastq --force"):
+        CloudObject(FASTQ, uri, store.options).partition(partition_reads_batches, num_batches=3)
+
+
+def test_missing_index_names_the_command(store):
+    uri = store.put("m.fastq", make_fastq(10))
+    with pytest.raises(IndexMissingError, match=r"dataplug index --format fastq .*m\.fastq"):
+        CloudObject(FASTQ, uri, store.options).partition(partition_reads_batches, num_batches=2)
+
+
+@pytest.mark.parametrize(
+    "mangle, what",
+    [
+        (lambda d: d.replace(b"@SRR8.5 ", b"SRR8.5 ", 1), "does not start with '@'"),
+        (lambda d: d.replace(b"\n+\n", b"\n-\n", 3), "does not start with '+'"),
+        (lambda d: d[: d.index(b"\n@SRR8.7") - 3] + d[d.index(b"\n@SRR8.7"):], "lengths differ"),
+        (lambda d: d[: d.rindex(b"\n+\n")], "truncated FASTQ record"),
+    ],
+    ids=["header", "plus", "length", "truncated"],
+)
+def test_malformed_fastq_names_object_and_offset(local_store, mangle, what):
+    data = mangle(make_fastq(40, seed=8))
+    uri = local_store.put("bad.fastq", data)
+    co = CloudObject(FASTQ, uri, {"indexSpacing": "1k"})
+    with pytest.raises(FormatError, match=re.escape(what)) as info:
+        co.preprocess()
+        for s in co.partition(partition_reads_batches, num_batches=3):
+            s.get()
+    assert info.value.uri == uri and info.value.offset is not None
+    assert "bad.fastq at byte" in str(info.value)
+
+
+def test_unknown_option_and_bad_values_list_valid_ones(local_store):
+    uri = local_store.put("o.fastq", make_fastq(5))
+    with pytest.raises(OptionError, match="valid options: .*partitions"):
+        CloudObject(FASTQ, uri, {"partitionz": 3}).preprocess()
+    with pytest.raises(OptionError, match="valid values: error, scan"):
+        CloudObject(FASTQ, uri, {"missingIndex": "maybe"}).preprocess()
+    with pytest.raises(OptionError, match="unknown format 'fasta'.*csv, fastq, text"):
+        CloudObject("fasta", uri).preprocess()
+    co = CloudObject(FASTQ, uri)
+    co.preprocess()
+    with pytest.raises(OptionError, match="valid: records, bytes"):
+        co.slices(strategy="chunks", num_slices=2)
+
+
+def test_csv_quoted_newlines_and_header_per_object(local_store):
+    data = make_csv(300, rfc_quotes=True)
+    uri = local_store.put("q.csv", data)
+    co = CloudObject("csv", uri, {"header": True, "escape": '"', "indexSpacing": "1k"})
+    co.preprocess()
+    import csv
+    import io
+
+    ref = [tuple(v if v != "" else None for v in r) for r in csv.reader(io.StringIO(data.decode()))][1:]
+    ref = [r for r in ref if r]
+    for n in (1, 7, 300, 1000):
+        rows = _rows(co.slices(num_slices=n))
+        assert multiset(rows) == multiset(ref)
+
+
+def test_empty_and_edge_objects(local_store):
+    for name, data, expected in [
+        ("empty.txt", b"", []),
+        ("nl.txt", b"\n", [""]),
+        ("two.txt", b"a\n\n", ["a", ""]),
+        ("noeol.txt", b"a\r\nb", ["a", "b"]),
+    ]:
+        uri = local_store.put(name, data)
+        co = CloudObject(Text, uri)
+        co.preprocess()
+        rows = [r[0] for r in _rows(co.slices(num_slices=4))]
+        assert rows == expected, name
