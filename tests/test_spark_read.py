@@ -140,3 +140,22 @@ def test_missing_index_scan_fallback(spark, store, tmp_path: Path):
     ref = spark.read.options(header="true", multiLine="true").csv(str(local))
     assert df.rdd.getNumPartitions() == 1
     assert multiset(df.collect()) == multiset(ref.collect())
+
+
+def test_errors_reach_the_spark_user(spark, local_store):
+    data = make_fastq(50, seed=12)
+    uri = local_store.put("err/reads.fastq", data)
+    with pytest.raises(Exception, match=r"dataplug index --format fastq .*reads\.fastq"):
+        read_dataplug(spark, uri, {}).collect()
+    pyspark_dataplug.build_index(spark, uri, format="fastq")
+    with pytest.raises(Exception, match=r"unknown option\(s\) partitons.*valid options"):
+        read_dataplug(spark, uri, {"partitons": 3}).collect()
+    with pytest.raises(Exception, match="bad value 'many' for option 'partitions'"):
+        read_dataplug(spark, uri, {"partitions": "many"}).collect()
+    local_store.put("err/reads.fastq", make_fastq(60, seed=12))  # the object changes after indexing
+    with pytest.raises(Exception, match="changed since its fastq index was built"):
+        read_dataplug(spark, uri, {}).collect()
+    bad = local_store.put("err/bad.fastq", data.replace(b"\n+\n", b"\n-\n", 1))
+    pyspark_dataplug.build_index(spark, bad, format="fastq")
+    with pytest.raises(Exception, match=r"bad\.fastq at byte \d+: malformed FASTQ record"):
+        read_dataplug(spark, bad, {}).collect()
