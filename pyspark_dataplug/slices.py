@@ -70,7 +70,9 @@ class Slice:
 
     def fetch(self) -> list[bytes]:
         """The slice's byte ranges, one ranged read each, checked against the indexed version."""
-        return [get_storage(r.uri, self.storage).read(r.uri, r.start, r.end, etag=self.etag or None)
+        # only the data object is checked against its ETag; index blobs are immutable by name
+        return [get_storage(r.uri, self.storage).read(r.uri, r.start, r.end,
+                                                      etag=(self.etag or None) if r.uri == self.uri else None)
                 for r in self.ranges]
 
     def batches(self) -> Iterator[pa.RecordBatch]:

@@ -29,7 +29,7 @@ EXTENSIONS: dict[str, str] = {
     ".csv": "csv", ".tsv": "csv",
     ".fastq": "fastq", ".fq": "fastq",
 }
-COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf")
+COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
 
 def format_class(name: str) -> type[Format]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ..index.store import Index
     from ..slices import Slice
-    from ..storage import ObjectInfo, Storage
+    from ..storage import ObjectInfo, StorageOptions
 
 
 class Format(ABC):
@@ -57,15 +57,19 @@ class Format(ABC):
         return {}
 
     @abstractmethod
-    def build_tasks(self, info: ObjectInfo) -> list[dict[str, Any]]:
-        """JSON-able descriptors of map tasks for one object; each runs as one Spark task."""
+    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str) -> list[dict[str, Any]]:
+        """JSON-able descriptors of map tasks for one object; each runs as one Spark task.
+
+        ``head`` holds the object's first bytes (to sniff compression); ``index_dir`` is where a task may
+        write a blob of its own (e.g. gzip windows) that the manifest will name.
+        """
 
     @abstractmethod
-    def build_map(self, task: Mapping[str, Any], storage: Storage) -> list[dict[str, Any]]:
+    def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
         """Scan what one descriptor names; return small JSON-able rows for the reduce."""
 
     @abstractmethod
-    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: Storage) -> Index:
+    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
         """Combine the map rows of one object into its index (exact, whatever the chunking)."""
 
     # -- planning -----------------------------------------------------------------------------------

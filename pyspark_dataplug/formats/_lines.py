@@ -14,26 +14,37 @@ index point at or after record ``b``: one ranged read at most two index spacings
 
 from __future__ import annotations
 
+import base64
+import zlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from .. import gz
 from ..errors import FormatError
+from ..gz import is_gzip
 from ..options import Opt
 from ..slices import ByteRange, Slice
+from ..storage import get_storage
 from ._base import Format
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..index.store import Index
-    from ..storage import ObjectInfo, Storage, StorageOptions
+    from ..storage import ObjectInfo, StorageOptions
 
 NL = 10
 CR = 13
 DEFAULT_SPACING = 1 << 20
+#: uncompressed bytes between gzip seek points: each costs a 32 KiB window (about 8 KiB compressed)
+DEFAULT_GZIP_SPACING = 4 << 20
+#: first bytes of an object kept at build time (a CSV header is read from them)
+HEAD_BYTES = 64 << 10
+#: compressed bytes read past the seek point that bounds a gzip slice (zlib may look ahead)
+GZIP_SLACK = 1024
 #: bytes one index-build map task scans; a multiple of the spacing, so sub-chunks never straddle tasks
 SPLIT_BYTES = 64 << 20
 #: decoded input bytes per Arrow batch: large enough to amortise per-batch costs, small for memory
@@ -42,6 +53,8 @@ BATCH_BYTES = 8 << 20
 LINE_OPTIONS = (
     Opt("indexSpacing", "size", DEFAULT_SPACING,
         doc="index build: bytes between index points (smaller: finer cuts, bigger index)"),
+    Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING,
+        doc="index build: uncompressed bytes between gzip seek points"),
 )
 
 
@@ -76,6 +89,64 @@ def lines_array(buf: np.ndarray) -> pa.StringArray:
     return arr
 
 
+class _PointResolver:
+    """Runs a format's state machine over a gzip stream and ties each seek point to a record start.
+
+    For seek point ``u`` the record start is ``R = e + 1`` for the first terminator ``e >= u - 1`` (or 0),
+    and ``records_before = terminators before R``. Points are known before the bytes arrive; a chunk's
+    terminators are kept only while an unresolved point lies at or before it. Points after the last record
+    start stay unresolved and are dropped.
+    """
+
+    def __init__(self, fmt: LineFormat) -> None:
+        self.fmt = fmt
+        self.state = 0
+        self.terminators = 0
+        self.last_is_end = False
+        self.head = b""
+        self.recent: list[tuple[int, int, np.ndarray, int]] = []  # (start, end, absolute ends, terminators before)
+        self.pending: list[int] = []
+        self.resolved: list[tuple[int, int, int]] = []  # (u, R, records before R)
+
+    def expect(self, points: list[int]) -> None:
+        self.pending = sorted(points)
+
+    def feed(self, pos: int, data: bytes) -> None:
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        if data:
+            buf = np.frombuffer(data, dtype=np.uint8)
+            ends, self.state = self.fmt.record_ends(buf, self.state)
+            self.recent.append((pos, pos + len(data), ends.astype(np.int64) + pos, self.terminators))
+            self.terminators += len(ends)
+            self.last_is_end = bool(len(ends) and ends[-1] == len(buf) - 1)
+        self._resolve()
+
+    def _resolve(self) -> None:
+        still = []
+        for u in self.pending:
+            if u == 0:
+                self.resolved.append((0, 0, 0))
+                continue
+            found = None
+            for _start, end, ends, before in self.recent:
+                if end <= u - 1:
+                    continue
+                k = int(np.searchsorted(ends, u - 1))
+                if k < len(ends):
+                    found = (u, int(ends[k]) + 1, before + k + 1)
+                    break
+            if found:
+                self.resolved.append(found)
+            else:
+                still.append(u)
+        self.pending = still
+        # chunks wholly before the last point known so far can no longer be needed
+        horizon = min(self.pending) if self.pending else (self.resolved[-1][0] if self.resolved else 0)
+        while len(self.recent) > 1 and self.recent[0][1] < horizon:
+            self.recent.pop(0)
+
+
 class LineFormat(Format):
     """Base of formats whose records are runs of lines; subclasses say which newlines end a record."""
 
@@ -102,15 +173,25 @@ class LineFormat(Format):
     def spacing(self) -> int:
         return int(self.params.get("indexSpacing") or DEFAULT_SPACING)
 
-    # -- index build --------------------------------------------------------------------------------
-    def build_tasks(self, info: ObjectInfo) -> list[dict[str, Any]]:
-        split = max(self.spacing, SPLIT_BYTES // self.spacing * self.spacing)
-        return [{"uri": info.uri, "etag": info.etag, "start": s, "end": min(info.size, s + split)}
-                for s in range(0, info.size, split)]
+    @property
+    def gzip_spacing(self) -> int:
+        return int(self.params.get("gzipSpacing") or DEFAULT_GZIP_SPACING)
 
-    def build_map(self, task: Mapping[str, Any], storage: Storage) -> list[dict[str, Any]]:
+    # -- index build --------------------------------------------------------------------------------
+    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str) -> list[dict[str, Any]]:
+        task = {"uri": info.uri, "etag": info.etag, "size": info.size}
+        if is_gzip(head):
+            # one sequential pass: a gzip stream cannot be entered without a seek point
+            return [{**task, "codec": "gzip", "index_dir": index_dir}]
+        split = max(self.spacing, SPLIT_BYTES // self.spacing * self.spacing)
+        return [{**task, "start": s, "end": min(info.size, s + split)} for s in range(0, info.size, split)]
+
+    def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
+        if task.get("codec") == "gzip":
+            return [self._gzip_map(task, storage)]
         start, end = int(task["start"]), int(task["end"])
-        data = np.frombuffer(storage.read(task["uri"], start, end, etag=task.get("etag")), dtype=np.uint8)
+        st = get_storage(task["uri"], storage)
+        data = np.frombuffer(st.read(task["uri"], start, end, etag=task.get("etag")), dtype=np.uint8)
         rows = []
         for off in range(0, len(data), self.spacing):
             sub = data[off: off + self.spacing]
@@ -124,9 +205,39 @@ class LineFormat(Format):
                     int(end_state),
                 ])
             rows.append({"chunk": start + off, "states": per_state})
+        if start == 0:
+            rows[0]["head"] = base64.b64encode(data[:HEAD_BYTES].tobytes()).decode()
         return rows
 
-    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: Storage) -> Index:
+    def _gzip_map(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
+        """One pass over a gzip object: seek points, and for each the first record start after it."""
+        from ..index.store import store_blob
+        from ..storage import ObjectInfo
+
+        info = ObjectInfo(task["uri"], int(task["size"]), task["etag"])
+        resolver = _PointResolver(self)
+        result = gz.scan(get_storage(info.uri, storage), info, self.gzip_spacing, resolver.feed,
+                         on_points=resolver.expect)
+        self.check_end(info.uri, result.size, resolver.state, resolver.last_is_end)
+        by_u = {p[0]: p for p in result.points}
+        points = []
+        for u, r, n in resolver.resolved:
+            if r < result.size and (not points or r > points[-1][0]):
+                _, c, bits, win_off, win_len = by_u[u]
+                points.append([r, n, u, c, bits, win_off, win_len])
+            elif points and r == points[-1][0]:
+                _, c, bits, win_off, win_len = by_u[u]
+                points[-1] = [r, n, u, c, bits, win_off, win_len]  # a later seek point, closer to r
+        seeks = sorted([p[0], p[1]] for p in result.points)  # (u, c) of every seek point, for range ends
+        blob = store_blob(task["index_dir"], "windows", result.blob, storage)
+        records = resolver.terminators + (1 if result.size and not resolver.last_is_end else 0)
+        return {"gzip": {"points": points, "seeks": seeks, "records": records, "size": result.size,
+                         "blob": blob, "blob_size": len(result.blob),
+                         "head": base64.b64encode(resolver.head).decode()}}
+
+    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
+        if rows and "gzip" in rows[0]:
+            return self._gzip_reduce(info, rows[0]["gzip"])
         import pyarrow as pa
 
         from ..index.store import Index
@@ -151,19 +262,41 @@ class LineFormat(Format):
         self.check_end(info.uri, info.size, state, prev_last_is_end)
         records = terminators + (1 if info.size and not prev_last_is_end else 0)
         points = pa.table({"offset": pa.array(offsets, pa.int64()), "records_before": pa.array(before, pa.int64())})
-        attrs = self.index_attrs(info, offsets, records, storage)
+        head = base64.b64decode(rows[0].get("head", "")) if rows else b""
         manifest = {
             "compression": "none",
             "index_params": self.index_params(),
             "records": records,
             "uncompressed_size": info.size,
             "spacing": self.spacing,
-            "attrs": attrs,
+            "attrs": self.index_attrs(head),
         }
         return Index(manifest, {"points": points})
 
-    def index_attrs(self, info: ObjectInfo, offsets: list[int], records: int, storage: Storage) -> dict:
-        """Extra manifest attributes a subclass derives once the boundaries are exact."""
+    def _gzip_reduce(self, info: ObjectInfo, g: dict[str, Any]) -> Index:
+        import pyarrow as pa
+
+        from ..index.store import Index
+
+        cols = list(zip(*g["points"], strict=True)) if g["points"] else [()] * 7
+        names = ["offset", "records_before", "seek_u", "seek_c", "seek_bits", "window_offset", "window_size"]
+        table = pa.table({n: pa.array(c, pa.int64()) for n, c in zip(names, cols, strict=True)})
+        seeks = list(zip(*g["seeks"], strict=True)) if g["seeks"] else [(), ()]
+        seek_table = pa.table({"u": pa.array(seeks[0], pa.int64()), "c": pa.array(seeks[1], pa.int64())})
+        manifest = {
+            "compression": "gzip",
+            "index_params": self.index_params(),
+            "records": int(g["records"]),
+            "uncompressed_size": int(g["size"]),
+            "spacing": self.gzip_spacing,
+            "attrs": self.index_attrs(base64.b64decode(g["head"])),
+            "blobs": {"windows": g["blob"]},
+            "blob_sizes": {"windows": int(g["blob_size"])},
+        }
+        return Index(manifest, {"points": table, "seeks": seek_table})
+
+    def index_attrs(self, head: bytes) -> dict:
+        """Extra manifest attributes derived from the object's first bytes (uncompressed), e.g. a CSV header."""
         return {}
 
     # -- planning -----------------------------------------------------------------------------------
@@ -203,37 +336,66 @@ class LineFormat(Format):
                 for a, b in zip(recs, recs[1:], strict=False)]
 
     def record_slice(self, index: Index, a: int, b: int, storage_options: StorageOptions) -> Slice:
-        """The slice of records ``[a, b)``: one range from the index point before ``a`` to the one after ``b``."""
-        off = index.tables["points"].column("offset").to_numpy()
-        n = index.tables["points"].column("records_before").to_numpy()
+        """The slice of records ``[a, b)``: from the index point before ``a`` to the one after ``b``."""
+        points = index.tables["points"]
+        off = points.column("offset").to_numpy()
+        n = points.column("records_before").to_numpy()
         src = index.source
+        size = self.weight(index)
         i = int(np.searchsorted(n, a, side="right")) - 1
         j = int(np.searchsorted(n, b, side="left"))
         start = int(off[i])
-        end = int(off[j]) if j < len(off) else src.size
-        return Slice(
-            format=self.name,
-            uri=src.uri,
-            etag=src.etag,
-            ranges=(ByteRange(src.uri, start, end),),
-            params=self.params,
-            context={"skip": a - int(n[i]), "records": b - a, "eof": end == src.size, "first": a},
-            storage=storage_options,
-            rows=None,
-        )
+        end = int(off[j]) if j < len(off) else size
+        context = {"skip": a - int(n[i]), "records": b - a, "eof": end == size, "first": a}
+        if index.manifest.get("compression") != "gzip":
+            ranges: tuple[ByteRange, ...] = (ByteRange(src.uri, start, end),)
+        else:
+            u, c, bits, win_off, win_size = (int(points.column(k)[i].as_py()) for k in
+                                            ("seek_u", "seek_c", "seek_bits", "window_offset", "window_size"))
+            # compressed bytes up to the first seek point at or after `end` (plus slack for zlib's lookahead)
+            seeks = index.tables["seeks"]
+            su = seeks.column("u").to_numpy()
+            k = int(np.searchsorted(su, end, side="left"))
+            c_end = src.size if k >= len(su) else min(src.size, int(seeks.column("c")[k].as_py()) + GZIP_SLACK)
+            c_start = c - 1 if bits else c
+            ranges = (ByteRange(src.uri, c_start, c_end),)
+            if win_size > 0:
+                ranges = (ByteRange(index.blob_uri("windows"), win_off, win_off + win_size), *ranges)
+            context.update(codec="gzip", u=u, c=c, bits=bits, start=start, end=end, size=src.size,
+                           window=win_size > 0)
+        return Slice(format=self.name, uri=src.uri, etag=src.etag, ranges=ranges, params=self.params,
+                     context=context, storage=storage_options)
 
     def scan_slice(self, info: ObjectInfo, storage_options: StorageOptions) -> Slice:
         return Slice(
             format=self.name, uri=info.uri, etag=info.etag, ranges=(ByteRange(info.uri, 0, info.size),),
-            params=self.params, context={"skip": self.first_record(), "records": None, "eof": True, "first": 0},
+            params=self.params,
+            context={"skip": self.first_record(), "records": None, "eof": True, "first": 0, "codec": "auto"},
             storage=storage_options,
         )
 
     # -- decoding -----------------------------------------------------------------------------------
-    def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
-        buf = np.frombuffer(buffers[0], dtype=np.uint8)
+    def uncompressed(self, slice_: Slice, buffers: list[bytes]) -> tuple[bytes, int]:
+        """The slice's uncompressed bytes and the uncompressed offset where they start."""
         ctx = slice_.context
-        base = slice_.ranges[0].start
+        codec = ctx.get("codec")
+        if codec == "gzip":
+            from .. import gz
+
+            window = zlib.decompress(buffers[0]) if ctx.get("window") else None
+            comp_range = slice_.ranges[-1]
+            data = gz.inflate(slice_.uri, buffers[-1], comp_range.start, int(ctx["c"]), int(ctx["bits"]), window,
+                              int(ctx["end"]) - int(ctx["u"]), int(ctx["size"]))
+            skip = int(ctx["start"]) - int(ctx["u"])
+            return data[skip:], int(ctx["start"])
+        if codec == "auto" and gz.is_gzip(buffers[0][:2]):
+            return gz.inflate_all(slice_.uri, buffers[0]), 0
+        return buffers[0], slice_.ranges[0].start
+
+    def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
+        raw, base = self.uncompressed(slice_, buffers)
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        ctx = slice_.context
         skip, want, eof = int(ctx.get("skip", 0)), ctx.get("records"), bool(ctx.get("eof"))
         ends, end_state = self.record_ends(buf, 0)
         stops = ends + 1

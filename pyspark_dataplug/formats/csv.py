@@ -33,13 +33,9 @@ if TYPE_CHECKING:
 
     from ..index.store import Index
     from ..slices import Slice
-    from ..storage import ObjectInfo, Storage
 
 #: Spark SQL type name -> Arrow type, for the types inference produces
 _TYPES = ("int", "bigint", "double", "boolean", "string")
-#: how much of the first record is kept in the index to name the columns
-_HEAD_LIMIT = 1 << 20
-
 
 def _arrow_type(name: str) -> pa.DataType:
     import pyarrow as pa
@@ -98,10 +94,9 @@ class CSV(LineFormat):
         if state:
             raise FormatError(uri, size, "the object ends inside a quoted field (unbalanced quote)")
 
-    def index_attrs(self, info: ObjectInfo, offsets: list[int], records: int, storage: Storage) -> dict:
-        if not info.size:
+    def index_attrs(self, head: bytes) -> dict:
+        if not head:
             return {"first_record": None}
-        head = storage.read(info.uri, 0, min(info.size, _HEAD_LIMIT), etag=info.etag)
         ends, _ = self.record_ends(np.frombuffer(head, np.uint8), 0)
         first = head[: int(ends[0]) + 1] if len(ends) else head
         return {"first_record": first.decode("utf-8", "replace")}

@@ -93,3 +93,11 @@ def _line_start(buf: np.ndarray, line: int) -> int:
 #: most one read, and asking for more batches than reads gives one read per batch (never empty ones).
 partition_reads_batches = by_strategy("records")
 partition_bytes_batches = by_strategy("bytes")
+
+
+class FASTQGZip(FASTQ):
+    """FASTQ in gzip (plain, multi-member or BGZF): the seed Dataplug's name for the same format.
+
+    Compression is detected from the object's magic bytes, so :class:`FASTQ` reads ``.fastq.gz`` too;
+    this class exists so Dataplug code runs unchanged.
+    """

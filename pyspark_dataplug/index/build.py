@@ -62,7 +62,7 @@ def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions,
         for task_id in batch.column("id").to_pylist():
             task = tasks[task_id]
             if kind == "map":
-                out = fmt.build_map(task, get_storage(task["uri"], storage))
+                out = fmt.build_map(task, storage)
             else:
                 out = fmt.stats_map(task, task.fetch())
             ids.append(task_id)
@@ -125,7 +125,8 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     tasks: list[dict[str, Any]] = []
     owner: list[int] = []
     for i, info in enumerate(todo):
-        for t in fmt.build_tasks(info):
+        head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, 64), etag=info.etag)
+        for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name)):
             tasks.append(t)
             owner.append(i)
     results = runner(fmt, storage, "map", tasks)
@@ -134,8 +135,9 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
         per_object[i].extend(rows)
     indexes: list[Index] = []
     for i, info in enumerate(todo):
-        index = fmt.build_reduce(info, per_object[i], get_storage(info.uri, storage))
+        index = fmt.build_reduce(info, per_object[i], storage)
         index.manifest["source"] = {"uri": info.uri, "size": info.size, "etag": info.etag}
+        index.location = store.dir(info.uri, fmt.name)  # blobs written by map tasks already live there
         indexes.append(index)
     if getattr(fmt, "has_stats", False):
         stat_tasks: list[Slice] = []

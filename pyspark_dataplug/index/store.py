@@ -166,12 +166,17 @@ class IndexStore:
         index.location = location
         return location
 
-    def write_blob(self, info: ObjectInfo, fmt: str, name: str, data: bytes) -> str:
-        """Store a binary blob before its manifest exists; returns the relative name to record."""
-        location = self.dir(info.uri, fmt)
-        rel = f"{name}-{uuid.uuid4().hex[:12]}.bin"
-        get_storage(location, self.storage).write(join_uri(location, rel), data)
-        return rel
+
+
+def store_blob(location: str, name: str, data: bytes, storage: StorageOptions) -> str:
+    """Store a binary blob before its manifest exists (from a map task); returns the name to record.
+
+    The name is unique per build, so a concurrent or crashed build never overwrites a blob that a
+    published manifest names.
+    """
+    rel = f"{name}-{uuid.uuid4().hex[:12]}.bin"
+    get_storage(location, storage).write(join_uri(location, rel), data)
+    return rel
 
 
 def check_fresh(manifest: dict[str, Any], info: ObjectInfo, fmt: str, index_location: str | None) -> None:

@@ -1,0 +1,311 @@
+"""gzip seek points: built in one streaming pass with ``indexed_gzip``; a slice inflates from one point.
+
+Build: ``indexed_gzip`` reads the object as a stream (ranged reads through :class:`RangeFile`, never a
+download to disk) and records seek points every ``spacing`` uncompressed bytes: compressed offset, bit
+offset, uncompressed offset and the 32 KiB of history (the *window*) a raw-deflate decoder needs there.
+Its exported index (the ``GZIDX`` layout of ``zran_export_index``) is parsed as it is written, and each
+window is zlib-compressed into one blob, so a task range-reads just the one window it needs.
+
+Read: :func:`inflate` resumes at a point with Python's own zlib -- raw deflate primed with the window as
+its dictionary. A point that starts mid-byte is handled by shifting the compressed bytes so the stream
+starts on a byte boundary (zlib has ``inflatePrime`` but Python does not expose it). Members end and new
+ones start (multi-member gzip, BGZF): after the first member the bytes are byte-aligned again.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import FormatError
+
+if TYPE_CHECKING:
+    from .storage import ObjectInfo, Storage
+
+MAGIC = b"\x1f\x8b"
+WINDOW = 32768
+_HEADER = struct.Struct("<5sBBQQIII")
+_POINT = struct.Struct("<QQBB")
+
+
+def is_gzip(head: bytes) -> bool:
+    return head[:2] == MAGIC
+
+
+@dataclass(frozen=True)
+class SeekPoint:
+    """Where inflation can resume: compressed byte ``c`` (``bits`` bits of byte ``c - 1`` come first)."""
+
+    u: int  # uncompressed offset
+    c: int  # compressed offset of the first whole byte
+    bits: int  # 0-7: bits of byte c-1 that belong to the stream
+    window: bytes | None  # the 32 KiB of uncompressed history before u (None at the start of a member)
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable file over one object that fetches big ranged blocks as it goes."""
+
+    def __init__(self, storage: Storage, info: ObjectInfo, block: int = 8 << 20) -> None:
+        self.storage, self.info, self.block = storage, info, block
+        self.pos = 0
+        self.buf_start, self.buf = 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.info.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.pos >= self.info.size:
+            return 0
+        if not (self.buf_start <= self.pos < self.buf_start + len(self.buf)):
+            end = min(self.info.size, self.pos + self.block)
+            self.buf = self.storage.read(self.info.uri, self.pos, end, etag=self.info.etag)
+            self.buf_start = self.pos
+        i = self.pos - self.buf_start
+        n = min(len(b), len(self.buf) - i)
+        b[:n] = self.buf[i: i + n]
+        self.pos += n
+        return n
+
+
+class _IndexSink(io.RawIOBase):
+    """Receives ``export_index`` output and parses it on the fly, compressing each window into ``blob``."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+        self.header: tuple | None = None
+        self.points: list[list[int]] = []  # [c, u, bits, has_window, win_off, win_len]
+        self.next_window = 0
+        self.blob = io.BytesIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.pending += b
+        self._parse()
+        return len(b)
+
+    def _parse(self) -> None:
+        if self.header is None:
+            if len(self.pending) < _HEADER.size:
+                return
+            self.header = _HEADER.unpack_from(self.pending)
+            if self.header[0] != b"GZIDX" or self.header[1] != 1:
+                raise ValueError(f"unexpected indexed_gzip export header {self.header[:2]}")
+            del self.pending[: _HEADER.size]
+        npoints = self.header[-1]
+        while len(self.points) < npoints and len(self.pending) >= _POINT.size:
+            c, u, bits, has_window = _POINT.unpack_from(self.pending)
+            self.points.append([c, u, bits, has_window, -1, 0])
+            del self.pending[: _POINT.size]
+        if len(self.points) < npoints:
+            return
+        while self.next_window < npoints:
+            point = self.points[self.next_window]
+            if not point[3]:
+                self.next_window += 1
+                continue
+            if len(self.pending) < WINDOW:
+                return
+            packed = zlib.compress(bytes(self.pending[:WINDOW]), 6)
+            point[4], point[5] = self.blob.tell(), len(packed)
+            self.blob.write(packed)
+            del self.pending[:WINDOW]
+            self.next_window += 1
+
+
+@dataclass
+class GzipScan:
+    """Result of one pass: the seek points (windows stored in ``blob``) and the uncompressed size."""
+
+    points: list[list[int]]  # [u, c, bits, win_off, win_len]
+    blob: bytes
+    size: int
+
+
+def scan(storage: Storage, info: ObjectInfo, spacing: int, on_chunk: Callable[[int, bytes], None],
+         on_points: Callable[[list[int]], None], chunk: int = 8 << 20) -> GzipScan:
+    """Seek points of the whole object (to ``on_points``), then its uncompressed bytes through ``on_chunk``.
+
+    Two streaming passes: ``indexed_gzip.build_full_index`` (C, fast) for the points, then Python's zlib
+    for the bytes. Reading through ``IndexedGzipFile.read`` instead would inflate most data twice anyway
+    (it expands its index ahead of each read, then reads from the nearest point).
+    """
+    import indexed_gzip
+
+    raw = RangeFile(storage, info)
+    if not is_gzip(raw.read(2)):
+        raise FormatError(info.uri, 0, "not a gzip stream (no 1f 8b magic at the start)")
+    raw.seek(0)
+    f = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=spacing, readbuf_size=4 << 20)
+    try:
+        f.build_full_index()
+        sink = _IndexSink()
+        f.export_index(fileobj=sink)
+    except Exception as e:  # indexed_gzip raises ZranError/IOError/ValueError for bad streams
+        raise FormatError(info.uri, raw.tell(), f"corrupt or truncated gzip stream ({type(e).__name__}: {e})") from e
+    finally:
+        f.close()
+    points = sorted([u, c, bits, off, n] for c, u, bits, _has, off, n in sink.points)
+    on_points([p[0] for p in points])
+    size = 0
+    for data in stream(RangeFile(storage, info), info.uri, chunk):
+        on_chunk(size, data)
+        size += len(data)
+    return GzipScan(points, sink.blob.getvalue(), size)
+
+
+def stream(raw: io.RawIOBase, uri: str, chunk: int = 8 << 20) -> Iterator[bytes]:
+    """Every member's uncompressed bytes, in order, from a file object; errors name the compressed offset."""
+    d = zlib.decompressobj(31)
+    consumed = 0  # compressed bytes before `pending`
+    pending = b""
+    started = False
+    while True:
+        block = raw.read(chunk)
+        if not block and not pending:
+            break
+        data = pending + block if pending else block
+        pending = b""
+        while data:
+            if not started:
+                if data[:2] != MAGIC:
+                    if not data.strip(b"\x00"):
+                        consumed += len(data)
+                        data = b""
+                        break  # zero padding after the last member
+                    if len(data) < 2 and block:
+                        pending = data
+                        break
+                    raise FormatError(uri, consumed, "not a gzip member where one should start")
+                started = True
+            try:
+                out = d.decompress(data)
+            except zlib.error as e:
+                raise FormatError(uri, consumed, f"corrupt gzip data ({e})") from e
+            if out:
+                yield out
+            if d.eof:
+                rest = d.unused_data
+                consumed += len(data) - len(rest)
+                d = zlib.decompressobj(31)
+                started = False
+                data = rest
+            else:
+                consumed += len(data)
+                data = b""
+        if not block:
+            break
+    if started:
+        raise FormatError(uri, consumed, "truncated gzip stream: the object ends inside a member")
+
+
+def _shift(data: bytes, bits: int) -> bytes:
+    """Re-align a bit stream whose first bit is the top ``bits`` bits of ``data[0]`` (LSB-first order)."""
+    a = np.frombuffer(data, np.uint8).astype(np.uint16)
+    s = 8 - bits
+    out = ((a[:-1] >> s) | (a[1:] << bits)) & 0xFF
+    return out.astype(np.uint8).tobytes()
+
+
+def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None, want: int,
+            object_size: int) -> bytes:
+    """``want`` uncompressed bytes from a seek point, given compressed bytes ``comp`` from ``comp_start``.
+
+    ``comp_start`` is ``point_c - 1`` when ``bits`` (the point starts inside that byte), else ``point_c``.
+    """
+    out: list[bytes] = []
+    got = 0
+    if bits:
+        stream = _shift(comp, bits)
+    else:
+        stream = comp[point_c - comp_start:]
+    d = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
+    try:
+        chunk = d.decompress(stream, want)
+    except zlib.error as e:
+        raise FormatError(uri, point_c, f"corrupt deflate data ({e})") from e
+    out.append(chunk)
+    got += len(chunk)
+    if got >= want:
+        return b"".join(out)[:want]
+    if not d.eof:
+        # ran out of input inside the member
+        raise FormatError(uri, comp_start + len(comp), f"gzip data ends early: {got} of {want} bytes inflated "
+                          "(truncated object, or it changed since it was indexed)")
+    # the first member ended: find its trailer on the original byte grid, then continue member by member
+    consumed = len(stream) - len(d.unused_data)
+    if bits:
+        candidates = [point_c + consumed - 1, point_c + consumed]
+    else:
+        candidates = [point_c + consumed]
+    rest_at = None
+    for t in candidates:
+        nxt = t + 8 - comp_start
+        if nxt >= len(comp) and t + 8 >= object_size:
+            rest_at = nxt
+            break
+        if comp[nxt: nxt + 2] == MAGIC:
+            rest_at = nxt
+            break
+    if rest_at is None:
+        raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
+    rest = comp[rest_at:]
+    while got < want and rest:
+        if rest[:2] != MAGIC:
+            if not rest.strip(b"\x00"):
+                break  # zero padding after the last member
+            raise FormatError(uri, comp_start + len(comp) - len(rest), "garbage where a gzip member should start")
+        d = zlib.decompressobj(31)
+        try:
+            chunk = d.decompress(rest, want - got)
+        except zlib.error as e:
+            raise FormatError(uri, comp_start + len(comp) - len(rest), f"corrupt gzip member ({e})") from e
+        out.append(chunk)
+        got += len(chunk)
+        if got >= want:
+            break
+        if not d.eof:
+            raise FormatError(uri, comp_start + len(comp), "gzip data ends early (truncated object?)")
+        rest = d.unused_data
+    if got < want:
+        raise FormatError(uri, comp_start + len(comp), f"gzip stream ended after {got} of {want} bytes "
+                          "(truncated, or changed since it was indexed)")
+    return b"".join(out)[:want]
+
+
+def inflate_all(uri: str, data: bytes) -> bytes:
+    """Every member of a whole gzip object (the no-index scan path)."""
+    out = []
+    rest = data
+    while rest:
+        if rest[:2] != MAGIC:
+            if not rest.strip(b"\x00"):
+                break
+            raise FormatError(uri, len(data) - len(rest), "not a gzip member")
+        d = zlib.decompressobj(31)
+        try:
+            out.append(d.decompress(rest))
+        except zlib.error as e:
+            raise FormatError(uri, len(data) - len(rest), f"corrupt gzip data ({e})") from e
+        if not d.eof:
+            raise FormatError(uri, len(data), "truncated gzip stream")
+        rest = d.unused_data
+    return b"".join(out)

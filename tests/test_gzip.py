@@ -1,0 +1,238 @@
+"""gzip split across tasks: exact records from seek points, for every line format and gzip flavour."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from Bio import bgzf
+from conftest import multiset, read_dataplug
+from data import fastq_reference, make_csv, make_fastq, make_text
+
+import pyspark_dataplug
+from pyspark_dataplug import CloudObject
+from pyspark_dataplug.errors import FormatError, StaleIndexError
+from pyspark_dataplug.formats.fastq import FASTQGZip, partition_reads_batches
+from pyspark_dataplug.storage import IO_STATS
+
+SPACING = {"gzipSpacing": "128k"}
+
+
+def _rows(slices):
+    return [tuple(r.values()) for s in slices for r in s.get().to_pylist()]
+
+
+def _bgzf(data: bytes, path: Path) -> bytes:
+    with bgzf.BgzfWriter(str(path), "wb") as w:
+        w.write(data)
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def big_fastq_gz(tmp_path_factory) -> tuple[Path, dict]:
+    """~200 MB of FASTQ (seeded, reads of varying length) as one .gz, plus its reference digest."""
+    folder = tmp_path_factory.mktemp("big")
+    rng = np.random.default_rng(2026)
+    parts, total = [], 0
+    i = 0
+    while total < 200 << 20:
+        n = 20_000
+        lengths = rng.integers(30, 250, n)
+        bases = np.frombuffer(b"ACGTN", np.uint8)[rng.integers(0, 5, lengths.sum())]
+        quals = np.frombuffer(b"!#+@ABCDEFGHIJ", np.uint8)[rng.integers(0, 14, lengths.sum())]
+        seq_txt, qual_txt = bases.tobytes().decode(), quals.tobytes().decode()
+        lines, pos = [], 0
+        for k, ln in enumerate(lengths.tolist()):
+            desc = f" run=7 len={ln}" if (i + k) % 5 else ""
+            lines.append(f"@R{i + k}{desc}\n{seq_txt[pos:pos + ln]}\n+\n{qual_txt[pos:pos + ln]}\n")
+            pos += ln
+        chunk = "".join(lines).encode()
+        parts.append(chunk)
+        total += len(chunk)
+        i += n
+    data = b"".join(parts)
+    path = folder / "big.fastq.gz"
+    path.write_bytes(gzip.compress(data, compresslevel=1))
+    return path, _digest(fastq_reference(data))
+
+
+def _digest(rows) -> dict:
+    """Order-independent: count and CRC32 sums per column (a lost plus a duplicated read cannot cancel)."""
+    d = {"n": 0, "id": 0, "desc": 0, "nodesc": 0, "seq": 0, "qual": 0}
+    for ident, desc, seq, qual in rows:
+        d["n"] += 1
+        d["id"] += zlib.crc32(ident.encode())
+        d["desc"] += zlib.crc32((desc or "").encode())
+        d["nodesc"] += desc is None
+        d["seq"] += zlib.crc32(seq.encode())
+        d["qual"] += zlib.crc32(qual.encode())
+    return d
+
+
+def _spark_digest(df) -> dict:
+    from pyspark.sql import functions as F
+
+    row = df.select(
+        F.count("*").alias("n"),
+        F.sum(F.crc32(F.col("id").cast("binary"))).alias("id"),
+        F.sum(F.crc32(F.coalesce(F.col("description"), F.lit("")).cast("binary"))).alias("desc"),
+        F.sum(F.col("description").isNull().cast("long")).alias("nodesc"),
+        F.sum(F.crc32(F.col("sequence").cast("binary"))).alias("seq"),
+        F.sum(F.crc32(F.col("quality").cast("binary"))).alias("qual"),
+    ).collect()[0]
+    return {k: int(row[k]) for k in ("n", "id", "desc", "nodesc", "seq", "qual")}
+
+
+def test_big_fastq_gz_through_spark_and_slices(spark, request, big_fastq_gz, tmp_path):
+    path, expected = big_fastq_gz
+    for kind in ("local", "s3"):
+        if kind == "s3":
+            from conftest import make_store
+
+            store = make_store("s3", tmp_path, request)
+            uri = store.put("big.fastq.gz", path.read_bytes())
+            options = store.options
+        else:
+            uri, options = str(path), {}
+        summary = pyspark_dataplug.build_index(spark, uri, format="fastq", **options)
+        assert summary.records == expected["n"]
+        for n in (1, 2, 7, 64, 200):
+            df = read_dataplug(spark, uri, {**options, "partitions": n})
+            assert df.rdd.getNumPartitions() == n
+            assert _spark_digest(df) == expected, f"{kind} partitions={n}"
+        assert read_dataplug(spark, uri, options).count() == expected["n"]
+        if kind == "local":
+            co = CloudObject(FASTQGZip, uri, options)
+            slices = co.partition(partition_reads_batches, num_batches=7)
+            assert _digest(r for s in slices for r in zip(*s.get().to_pydict().values(), strict=True)) == expected
+
+
+@pytest.mark.parametrize("flavour", ["gzip", "multi-member", "bgzf"])
+def test_gzip_flavours_exact_for_any_count(store, tmp_path, flavour):
+    data = make_fastq(6000, seed=21)
+    if flavour == "gzip":
+        blob = gzip.compress(data)
+    elif flavour == "multi-member":
+        a, b = data.index(b"\n@SRR", len(data) // 3) + 1, data.index(b"\n@SRR", 2 * len(data) // 3) + 1
+        # members may end mid-record; an empty member in between
+        blob = gzip.compress(data[:a]) + gzip.compress(b"") + gzip.compress(data[a:b + 7]) + gzip.compress(data[b + 7:])
+    else:
+        blob = _bgzf(data, tmp_path / "x.bgz")
+    uri = store.put(f"f-{flavour}.fastq.gz", blob)
+    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
+    co.preprocess()
+    ref = fastq_reference(data)
+    counts = (1, 2, 7, 64, 997) if store.kind == "local" else (1, 7, 64)
+    for n in counts:
+        assert _rows(co.partition(partition_reads_batches, num_batches=n)) == ref, f"num_batches={n}"
+    # more batches than reads: one read each
+    small = make_fastq(40, seed=22)
+    small_blob = _bgzf(small, tmp_path / "s.bgz") if flavour == "bgzf" else gzip.compress(small)
+    suri = store.put(f"s-{flavour}.fastq.gz", small_blob)
+    co = CloudObject(FASTQGZip, suri, {**store.options, **SPACING})
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=100)
+    assert len(slices) == 40 and _rows(slices) == fastq_reference(small)
+
+
+def test_text_and_csv_in_gzip_match_spark(spark, store, tmp_path):
+    text = make_text(20_000, seed=31, crlf=True)
+    uri = store.put("log.txt.gz", gzip.compress(text))
+    pyspark_dataplug.build_index(spark, uri, format="text", **store.options, **SPACING)
+    (tmp_path / "log.txt").write_bytes(text)
+    ref = multiset(spark.read.text(str(tmp_path / "log.txt")).collect())
+    for n in (1, 7, 64):
+        assert multiset(read_dataplug(spark, uri, {**store.options, "partitions": n}).collect()) == ref
+
+    table = make_csv(4000, seed=32, rfc_quotes=True)
+    curi = store.put("t.csv.gz", _bgzf(table, tmp_path / "t.bgz"))
+    opts = {"header": "true", "escape": '"', "inferSchema": "true"}
+    pyspark_dataplug.build_index(spark, curi, format="csv", **store.options, **SPACING, **opts)
+    (tmp_path / "t.csv").write_bytes(table)
+    ref_df = spark.read.options(multiLine="true", **opts).csv(str(tmp_path / "t.csv"))
+    for n in (1, 7):
+        df = read_dataplug(spark, curi, {**store.options, **opts, "partitions": n})
+        assert df.schema == ref_df.schema
+        assert multiset(df.collect()) == multiset(ref_df.collect())
+
+
+def test_gzip_detected_by_magic_not_name(local_store):
+    data = make_fastq(300, seed=3)
+    uri = local_store.put("reads-no-suffix.fastq", gzip.compress(data))
+    co = CloudObject(FASTQGZip, uri, SPACING)
+    co.preprocess()
+    assert co.dataset().indexes[0].manifest["compression"] == "gzip"
+    assert _rows(co.partition(partition_reads_batches, num_batches=5)) == fastq_reference(data)
+
+
+def test_empty_gzip_objects(local_store):
+    for name, blob in [("empty.fastq.gz", gzip.compress(b"")), ("two-empty.fastq.gz", gzip.compress(b"") * 2)]:
+        uri = local_store.put(name, blob)
+        co = CloudObject(FASTQGZip, uri)
+        co.preprocess()
+        assert co.dataset().indexes[0].records == 0
+        assert co.partition(partition_reads_batches, num_batches=3) == []
+
+
+def test_task_fetches_its_range_plus_one_window(store):
+    data = make_fastq(20_000, seed=4)
+    uri = store.put("w.fastq.gz", gzip.compress(data))
+    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=6)
+    seeks = co.dataset().indexes[0].tables["seeks"]
+    for s in slices[1:-1]:
+        IO_STATS.reset()
+        s.get()
+        fetched = sum(IO_STATS.bytes_read.values())
+        window = s.ranges[0].size if len(s.ranges) == 2 else 0
+        comp = s.ranges[-1]
+        assert fetched == window + comp.size
+        # the compressed range runs from the slice's seek point to the first seek point after its end
+        cs = seeks.column("c").to_pylist()
+        assert comp.start >= max(c for c in cs if c <= comp.start + 1) - 1
+        assert window <= 32768 + 64
+
+
+def test_slices_of_gzip_pickle_and_evaluate_in_a_pool(local_store):
+    import multiprocessing
+
+    data = make_fastq(3000, seed=5)
+    uri = local_store.put("pool.fastq.gz", gzip.compress(data))
+    co = CloudObject(FASTQGZip, uri, SPACING)
+    co.preprocess()
+    blobs = [pickle.dumps(s) for s in co.partition(partition_reads_batches, num_batches=5)]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        tables = pool.map(_eval, blobs)
+    assert [r for t in tables for r in t] == fastq_reference(data)
+
+
+def _eval(blob: bytes) -> list[tuple]:
+    return [tuple(r.values()) for r in pickle.loads(blob).get().to_pylist()]
+
+
+def test_truncated_and_corrupt_gzip_name_object_and_offset(local_store):
+    data = gzip.compress(make_fastq(3000, seed=6))
+    uri = local_store.put("trunc.fastq.gz", data[: len(data) // 2])
+    with pytest.raises(FormatError, match=r"trunc\.fastq\.gz at byte \d+: .*(truncated|corrupt)"):
+        CloudObject(FASTQGZip, uri, SPACING).preprocess()
+    bad = bytearray(data)
+    bad[len(bad) // 2: len(bad) // 2 + 64] = b"\xff" * 64
+    uri = local_store.put("corrupt.fastq.gz", bytes(bad))
+    with pytest.raises(FormatError, match=r"corrupt\.fastq\.gz at byte \d+"):
+        CloudObject(FASTQGZip, uri, SPACING).preprocess()
+
+
+def test_gzip_changed_after_indexing_is_refused(store):
+    data = make_fastq(2000, seed=8)
+    uri = store.put("stale.fastq.gz", gzip.compress(data))
+    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
+    co.preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=4)
+    store.put("stale.fastq.gz", gzip.compress(data + make_fastq(3, seed=9)))
+    with pytest.raises(StaleIndexError):
+        slices[2].get()
