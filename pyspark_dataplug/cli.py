@@ -61,6 +61,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         manifest = {k: v for k, v in index.manifest.items() if k != "attrs"}
         print(f"  index: {index.location}")
         print("  " + json.dumps(manifest, indent=1, sort_keys=True).replace("\n", "\n  "))
+        if manifest.get("compression") == "gzip":
+            seeks = index.tables["seeks"].num_rows
+            blob = int(manifest.get("blob_sizes", {}).get("windows", 0))
+            print(f"  gzip: {seeks} seek points, windows blob {blob} bytes "
+                  f"({blob / max(1, info.size):.2%} of the object), {index.records} records, "
+                  f"{manifest.get('uncompressed_size')} bytes uncompressed")
         for name, table in index.tables.items():
             print(f"  table {name}: {table.num_rows} rows, columns {', '.join(table.column_names)}")
             print("  " + table.slice(0, 5).to_pandas().to_string().replace("\n", "\n  "))
@@ -68,8 +74,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     plan = dataset.plan(partitions=args.partitions)
     print(f"plan: {len(plan)} partition(s), strategy {dataset.options.get('strategy') or 'default'}")
     for i, part in enumerate(plan[: args.show]):
-        desc = "; ".join(f"{s.uri.rsplit('/', 1)[-1]} [{s.ranges[0].start}, {s.ranges[-1].end}) {dict(s.context)}"
-                         for s in part)
+        desc = "; ".join(f"{s.uri.rsplit('/', 1)[-1]} bytes [{s.ranges[-1].start}, {s.ranges[-1].end}) "
+                         f"+{s.nbytes - s.ranges[-1].size} index bytes {dict(s.context)}" for s in part)
         print(f"  {i}: {desc}")
     if len(plan) > args.show:
         print(f"  ... {len(plan) - args.show} more")

@@ -93,6 +93,10 @@ class Storage(Protocol):
         """Bytes ``[start, end)``; ``etag`` set means: fail with StaleIndexError if the object changed."""
         ...
 
+    def read_all(self, uri: str) -> bytes:
+        """A whole (small) object in one request: manifests and index tables."""
+        ...
+
     def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]: ...
 
     def write(self, uri: str, data: bytes) -> None: ...
@@ -165,6 +169,16 @@ class LocalStorage:
         IO_STATS.add(path, len(data))
         if len(data) != max(0, end - start):
             raise StorageError(f"{path}: short read at byte {start + len(data)} (wanted [{start}, {end}))")
+        return data
+
+    def read_all(self, uri: str) -> bytes:
+        path = normalize_uri(uri)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(f"{path}: no such file") from e
+        IO_STATS.add(path, len(data))
         return data
 
     def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
@@ -360,6 +374,20 @@ class S3Storage:
 
         _retrying(attempt, f"{uri} [{start}, {end})", self.options)
         return b"".join(parts) if len(parts) != 1 else parts[0]
+
+    def read_all(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+
+        def attempt() -> bytes:
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        data = _retrying(attempt, uri, self.options)
+        IO_STATS.add(normalize_uri(uri), len(data))
+        return data
 
     def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
         size = self.info(uri).size

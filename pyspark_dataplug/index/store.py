@@ -91,9 +91,7 @@ class IndexStore:
         return index_dir(uri, fmt, self.index_location)
 
     def _read(self, uri: str) -> bytes:
-        st = get_storage(uri, self.storage)
-        size = st.info(uri).size
-        return st.read(uri, 0, size)
+        return get_storage(uri, self.storage).read_all(uri)
 
     def load_manifest(self, uri: str, fmt: str) -> dict[str, Any] | None:
         location = self.dir(uri, fmt)
