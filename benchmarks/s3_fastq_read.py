@@ -170,9 +170,9 @@ class Traffic:
     @classmethod
     def of(cls, log: list[Request]) -> Traffic:
         gets = [r for r in log if r.method == "GET"]
-        # A 404 on HEAD of an index manifest is how a build learns there is no index yet; anything
-        # else failing (5xx retried by dataplug, 412 stale, 416 range) is worth seeing.
-        errors = [r for r in log if r.status >= 400 and not (r.status == 404 and r.method == "HEAD")]
+        # A 404 on an index manifest is how a build learns there is no index yet; anything else failing
+        # (5xx retried by dataplug, 412 stale, 416 range) is worth seeing.
+        errors = [r for r in log if r.status >= 400 and not (r.status == 404 and r.is_index)]
         if errors:
             print(f"  warning: {len(errors)} request(s) failed, first: {errors[0]}", file=sys.stderr)
         return cls(

@@ -236,3 +236,12 @@ def test_gzip_changed_after_indexing_is_refused(store):
     store.put("stale.fastq.gz", gzip.compress(data + make_fastq(3, seed=9)))
     with pytest.raises(StaleIndexError):
         slices[2].get()
+
+
+def test_scan_without_index_reads_whole_gzip(local_store):
+    data = make_fastq(500, seed=10)
+    uri = local_store.put("noindex.fastq.gz", gzip.compress(data[:9000]) + gzip.compress(data[9000:]))
+    co = CloudObject(FASTQGZip, uri, {"missingIndex": "scan"})
+    slices = co.slices(num_slices=4)
+    assert len(slices) == 1  # without an index a gzip object is one task, as in Spark
+    assert _rows(slices) == fastq_reference(data)

@@ -151,8 +151,10 @@ class LineFormat(Format):
     """Base of formats whose records are runs of lines; subclasses say which newlines end a record."""
 
     n_states: ClassVar[int] = 1
+    # bytes first (the default): its cuts snap to index points, so neighbouring slices never read the same
+    # bytes twice; equal record counts must cut between index points, re-reading up to one spacing per cut
     strategies: ClassVar[dict[str, str]] = {
-        "bytes": "equal uncompressed bytes per slice, cut at exact record boundaries",
+        "bytes": "equal uncompressed bytes per slice, cut at exact record boundaries (at index points)",
         "records": "equal record counts per slice (within one record)",
     }
     options: ClassVar[tuple[Opt, ...]] = LINE_OPTIONS
@@ -380,8 +382,6 @@ class LineFormat(Format):
         ctx = slice_.context
         codec = ctx.get("codec")
         if codec == "gzip":
-            from .. import gz
-
             window = zlib.decompress(buffers[0]) if ctx.get("window") else None
             comp_range = slice_.ranges[-1]
             data = gz.inflate(slice_.uri, buffers[-1], comp_range.start, int(ctx["c"]), int(ctx["bits"]), window,

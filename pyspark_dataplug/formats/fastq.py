@@ -27,10 +27,6 @@ _HEADER = r"^@(?P<id>\S*)(?:\s+(?P<description>.*?))?\s*$"
 class FASTQ(LineFormat):
     name: ClassVar[str] = "fastq"
     n_states: ClassVar[int] = 4  # lines already seen of the current record
-    strategies: ClassVar[dict[str, str]] = {
-        "records": "equal read counts per slice (within one read)",
-        "bytes": "equal uncompressed bytes per slice, cut at exact read boundaries",
-    }
 
     def arrow_schema(self) -> pa.Schema:
         import pyarrow as pa
