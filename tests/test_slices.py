@@ -150,7 +150,7 @@ def test_unknown_option_and_bad_values_list_valid_ones(local_store):
         CloudObject("fasta", uri).preprocess()
     co = CloudObject(FASTQ, uri)
     co.preprocess()
-    with pytest.raises(OptionError, match="valid: records, bytes"):
+    with pytest.raises(OptionError, match="valid: bytes, records"):
         co.slices(strategy="chunks", num_slices=2)
 
 
