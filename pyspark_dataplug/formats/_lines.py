@@ -61,32 +61,23 @@ LINE_OPTIONS = (
 def lines_array(buf: np.ndarray) -> pa.StringArray:
     """The lines of ``buf`` (``\\n`` or ``\\r\\n`` ended; the last may be unterminated) as a StringArray.
 
-    One vectorised pass: newline (and CR) bytes are masked out and offsets computed from the line
-    positions, so there is no per-line Python work. UTF-8 is validated.
+    One zero-copy array of lines *with* their breaks, then one Arrow kernel that copies every line without
+    its break: no per-line Python work. UTF-8 is validated by the cast to string.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    n = len(buf)
+    if len(buf) and buf[-1] != NL:
+        buf = np.append(buf, np.uint8(NL))  # an unterminated last line (a copy, only at the end of an object)
     nl = np.flatnonzero(buf == NL)
-    ends = np.append(nl, n) if n and buf[-1] != NL else nl
-    starts = np.empty(len(ends), dtype=np.int64)
-    if len(ends):
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-    has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == CR) if len(ends) else np.zeros(0, bool)
-    lengths = ends - starts - has_cr
-    offsets = np.zeros(len(ends) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    if len(nl) or has_cr.any():
-        keep = np.ones(n, dtype=bool)
-        keep[nl] = False
-        keep[(ends - 1)[has_cr]] = False
-        data = buf[keep]
-    else:
-        data = buf
-    arr = pa.StringArray.from_buffers(len(ends), pa.py_buffer(offsets), pa.py_buffer(data))
-    arr.validate(full=True)
-    return arr
+    starts = np.empty(len(nl) + 1, dtype=np.int32)
+    starts[0] = 0
+    starts[1:] = nl + 1
+    lines = pa.BinaryArray.from_buffers(pa.binary(), len(nl), [None, pa.py_buffer(starts), pa.py_buffer(buf)])
+    text = pc.binary_slice(lines, 0, -1).cast(pa.string())
+    if len(nl) and (buf[np.maximum(nl - 1, 0)] == CR).any():  # look only before each break, not at every byte
+        text = pc.replace_substring_regex(text, "\r$", "")  # exactly one CR of a CRLF break
+    return text
 
 
 class _PointResolver:

@@ -60,7 +60,7 @@ class FASTQ(LineFormat):
         lines = pa.BinaryArray.from_buffers(pa.binary(), len(nl), [None, pa.py_buffer(starts), pa.py_buffer(buf)])
         which = np.arange(len(nl)) & 3  # line k of each record; filter() with a mask is ~100x faster than
         # take() with numpy indices, which pyarrow converts element by element
-        crlf = bool((buf == CR).any())
+        crlf = bool(len(nl) and (buf[np.maximum(nl - 1, 0)] == CR).any())  # only the bytes before breaks
         try:
             columns = []
             for k in range(4):
