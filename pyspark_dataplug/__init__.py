@@ -64,6 +64,10 @@ def register(spark: SparkSession) -> type[DefaultSource]:
     for key, value in items.items():
         if key.startswith("spark.dataplug."):
             defaults[key[len("spark.dataplug."):]] = value
+    try:  # the cluster's parallelism, which Python workers cannot see, as minPartitions' default
+        defaults.setdefault("minPartitions", str(spark.sparkContext.defaultParallelism))
+    except Exception:  # noqa: BLE001 - no SparkContext on Spark Connect
+        pass
 
     cls = type("DataplugDataSource", (DefaultSource,), {"conf_defaults": defaults,
                                                         "__module__": DefaultSource.__module__})

@@ -89,6 +89,9 @@ COMMON_OPTIONS: tuple[Opt, ...] = (
     Opt("format", "str", None, doc="data format; guessed from the file name when absent"),
     Opt("partitions", "int", None, doc="number of partitions (slices) for the whole dataset"),
     Opt("partitionBytes", "size", 128 << 20, doc="uncompressed bytes per partition when 'partitions' is unset"),
+    Opt("minPartitions", "int", None,
+        doc="with partitionBytes: at least this many partitions (Spark's parallelism; default: the CPU count "
+            "of the planning machine), unless slices would fall under 4 MiB"),
     Opt("strategy", "str", None, doc="partitioning strategy; each format has a default"),
     Opt("indexLocation", "str", None, doc="where indexes live; default: a sidecar '<object>.dataplug/'"),
     Opt("missingIndex", "choice", "error", ("error", "scan"),

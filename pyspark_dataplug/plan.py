@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyspark_dataplug")
 
+#: partitions planned from the core count are never smaller than this (Spark's openCostInBytes)
+MIN_SPLIT_BYTES = 4 << 20
 #: bytes read from an object without an index to find its first record (CSV column names)
 HEAD_BYTES = 1 << 20
 
@@ -59,6 +62,7 @@ class Dataset:
             strategy=strategy or self.options.get("strategy"),
             partitions=partitions if partitions is not None else self.options.get("partitions"),
             partition_bytes=partition_bytes or self.options.get("partitionBytes"),
+            min_partitions=self.options.get("minPartitions"),
         )
 
 
@@ -136,6 +140,7 @@ def plan_partitions(
     strategy: str | None = None,
     partitions: int | None = None,
     partition_bytes: int | None = None,
+    min_partitions: int | None = None,
 ) -> list[list[Slice]]:
     """Cut a dataset into partitions, each a list of slices; reads nothing (indexes are already loaded)."""
     strategies = list(fmt.strategies)
@@ -151,8 +156,12 @@ def plan_partitions(
     if total_units == 0:
         return out
     if partitions is None:
+        # Spark's own rule for files: slices of partitionBytes, but spread over the cores when that gives
+        # fewer partitions than cores -- unless the slices would be tiny (Spark's openCostInBytes, 4 MiB)
         weight = sum(fmt.weight(i) for _, i in indexed)
-        partitions = max(1, math.ceil(weight / (partition_bytes or (128 << 20))))
+        parallelism = min_partitions or os.cpu_count() or 1
+        partitions = max(1, math.ceil(weight / (partition_bytes or (128 << 20))),
+                         min(parallelism, weight // MIN_SPLIT_BYTES))
     n = max(1, min(int(partitions), total_units))
     cuts = [total_units * k // n for k in range(n + 1)]
 

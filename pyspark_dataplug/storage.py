@@ -101,6 +101,8 @@ class Storage(Protocol):
 
     def write(self, uri: str, data: bytes) -> None: ...
 
+    def delete(self, uri: str) -> None: ...
+
     def exists(self, uri: str) -> bool: ...
 
     def list(self, pattern: str) -> list[ObjectInfo]: ...
@@ -197,6 +199,12 @@ class LocalStorage:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+
+    def delete(self, uri: str) -> None:
+        try:
+            os.remove(normalize_uri(uri))
+        except FileNotFoundError:
+            pass
 
     def exists(self, uri: str) -> bool:
         return os.path.isfile(normalize_uri(uri))
@@ -401,6 +409,10 @@ class S3Storage:
         bucket, key = split_s3(uri)
         # A PUT is atomic: readers see the old object or the whole new one.
         _retrying(lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data), uri, self.options)
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        _retrying(lambda: self.client.delete_object(Bucket=bucket, Key=key), uri, self.options)
 
     def exists(self, uri: str) -> bool:
         try:

@@ -101,9 +101,14 @@ def test_big_fastq_gz_through_spark_and_slices(spark, request, big_fastq_gz, tmp
         summary = pyspark_dataplug.build_index(spark, uri, format="fastq", **options)
         assert summary.records == expected["n"]
         for n in (1, 2, 7, 64, 200):
-            df = read_dataplug(spark, uri, {**options, "partitions": n})
+            df = read_dataplug(spark, uri, {**options, "partitions": n, "strategy": "records"})
             assert df.rdd.getNumPartitions() == n
             assert _spark_digest(df) == expected, f"{kind} partitions={n}"
+        # the default strategy cuts only at seek points: at most one partition per point, nothing read twice
+        points = CloudObject(FASTQGZip, uri, options).dataset().indexes[0].tables["points"].num_rows
+        df = read_dataplug(spark, uri, {**options, "partitions": 200})
+        assert df.rdd.getNumPartitions() == min(200, points)
+        assert _spark_digest(df) == expected
         assert read_dataplug(spark, uri, options).count() == expected["n"]
         if kind == "local":
             co = CloudObject(FASTQGZip, uri, options)

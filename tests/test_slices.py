@@ -181,3 +181,16 @@ def test_empty_and_edge_objects(local_store):
         co.preprocess()
         rows = [r[0] for r in _rows(co.slices(num_slices=4))]
         assert rows == expected, name
+
+
+def test_rebuild_replaces_the_previous_index_files(local_store):
+    from pathlib import Path
+
+    uri = local_store.put("rebuild.fastq", make_fastq(100, seed=13))
+    co = CloudObject(FASTQ, uri)
+    co.preprocess()
+    first = sorted(p.name for p in Path(uri + ".dataplug/fastq").iterdir())
+    co.preprocess(force=True)
+    second = sorted(p.name for p in Path(uri + ".dataplug/fastq").iterdir())
+    assert len(first) == len(second) == 2 and first != second  # manifest + the new build's table only
+    assert _rows(co.slices(num_slices=3)) == fastq_reference(make_fastq(100, seed=13))

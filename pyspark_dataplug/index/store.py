@@ -139,6 +139,10 @@ class IndexStore:
 
         location = self.dir(info.uri, fmt)
         st = get_storage(location, self.storage)
+        try:
+            previous = self.load_manifest(info.uri, fmt)
+        except IndexFormatError:
+            previous = None
         build = uuid.uuid4().hex[:12]
         manifest = dict(index.manifest)
         manifest.update(
@@ -160,6 +164,13 @@ class IndexStore:
         manifest["tables"] = names
         manifest["index_bytes"] = total + sum(int(v) for v in manifest.get("blob_sizes", {}).values())
         st.write(join_uri(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
+        if previous:
+            # the previous build's files: nothing names them any more (a read planned against them just
+            # before this rebuild fails with not-found, never with wrong rows)
+            keep = set(manifest["tables"].values()) | set(manifest.get("blobs", {}).values())
+            old = set(previous.get("tables", {}).values()) | set(previous.get("blobs", {}).values())
+            for rel in old - keep:
+                st.delete(join_uri(location, rel))
         index.manifest = manifest
         index.location = location
         return location
