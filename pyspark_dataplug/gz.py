@@ -231,7 +231,7 @@ def _shift(data: bytes, bits: int) -> bytes:
 
 
 def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None, want: int,
-            object_size: int) -> bytes:
+            object_size: int) -> bytes | memoryview:
     """``want`` uncompressed bytes from a seek point, given compressed bytes ``comp`` from ``comp_start``.
 
     ``comp_start`` is ``point_c - 1`` when ``bits`` (the point starts inside that byte), else ``point_c``.
@@ -250,7 +250,7 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     out.append(chunk)
     got += len(chunk)
     if got >= want:
-        return b"".join(out)[:want]
+        return _first(out, want)
     if not d.eof:
         # ran out of input inside the member
         raise FormatError(uri, comp_start + len(comp), f"gzip data ends early: {got} of {want} bytes inflated "
@@ -293,7 +293,13 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     if got < want:
         raise FormatError(uri, comp_start + len(comp), f"gzip stream ended after {got} of {want} bytes "
                           "(truncated, or changed since it was indexed)")
-    return b"".join(out)[:want]
+    return _first(out, want)
+
+
+def _first(parts: list[bytes], want: int) -> bytes | memoryview:
+    """The first ``want`` bytes of ``parts`` without copying when one part holds them (the usual case)."""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    return data if len(data) <= want else memoryview(data)[:want]
 
 
 def inflate_all(uri: str, data: bytes) -> bytes:

@@ -380,7 +380,7 @@ class LineFormat(Format):
         )
 
     # -- decoding -----------------------------------------------------------------------------------
-    def uncompressed(self, slice_: Slice, buffers: list[bytes]) -> tuple[bytes, int]:
+    def uncompressed(self, slice_: Slice, buffers: list[bytes]) -> tuple[bytes | memoryview, int]:
         """The slice's uncompressed bytes and the uncompressed offset where they start."""
         ctx = slice_.context
         codec = ctx.get("codec")
@@ -390,7 +390,7 @@ class LineFormat(Format):
             data = gz.inflate(slice_.uri, buffers[-1], comp_range.start, int(ctx["c"]), int(ctx["bits"]), window,
                               int(ctx["end"]) - int(ctx["u"]), int(ctx["size"]))
             skip = int(ctx["start"]) - int(ctx["u"])
-            return data[skip:], int(ctx["start"])
+            return memoryview(data)[skip:], int(ctx["start"])  # a view: slices are 100s of MB
         if codec == "auto" and gz.is_gzip(buffers[0][:2]):
             return gz.inflate_all(slice_.uri, buffers[0]), 0
         return buffers[0], slice_.ranges[0].start
