@@ -59,7 +59,7 @@ LINE_OPTIONS = (
 )
 
 
-def lines_array(buf: np.ndarray) -> pa.StringArray:
+def lines_array(buf: np.ndarray, newlines: np.ndarray | None = None) -> pa.StringArray:
     """The lines of ``buf`` (``\\n`` or ``\\r\\n`` ended; the last may be unterminated) as a StringArray.
 
     One zero-copy array of lines *with* their breaks, then one Arrow kernel that copies every line without
@@ -68,9 +68,7 @@ def lines_array(buf: np.ndarray) -> pa.StringArray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if len(buf) and buf[-1] != NL:
-        buf = np.append(buf, np.uint8(NL))  # an unterminated last line (a copy, only at the end of an object)
-    nl = np.flatnonzero(buf == NL)
+    buf, nl = terminated(buf, newlines)
     starts = np.empty(len(nl) + 1, dtype=np.int32)
     starts[0] = 0
     starts[1:] = nl + 1
@@ -79,6 +77,16 @@ def lines_array(buf: np.ndarray) -> pa.StringArray:
     if len(nl) and (buf[np.maximum(nl - 1, 0)] == CR).any():  # look only before each break, not at every byte
         text = pc.replace_substring_regex(text, "\r$", "")  # exactly one CR of a CRLF break
     return text
+
+
+def terminated(buf: np.ndarray, newlines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``buf`` ending with a line break (appended if the object's last line has none: a copy, once per
+    object) and the positions of its line breaks (``newlines`` if the caller already found them)."""
+    nl = np.flatnonzero(buf == NL) if newlines is None else newlines
+    if len(buf) and buf[-1] != NL:
+        buf = np.append(buf, np.uint8(NL))
+        nl = np.append(nl, len(buf) - 1)
+    return buf, nl
 
 
 class _PointResolver:
@@ -152,9 +160,12 @@ class LineFormat(Format):
     options: ClassVar[tuple[Opt, ...]] = LINE_OPTIONS
 
     # -- the state machine ----------------------------------------------------------------------------
-    def record_ends(self, buf: np.ndarray, state: int) -> tuple[np.ndarray, int]:
-        """Positions of the terminators in ``buf`` when it starts in ``state``, and the end state."""
-        return np.flatnonzero(buf == NL), 0
+    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Positions of the terminators in ``buf`` when it starts in ``state``, and the end state.
+
+        ``newlines``: the positions of every line break in ``buf``, when the caller has them already.
+        """
+        return (np.flatnonzero(buf == NL) if newlines is None else newlines), 0
 
     def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
         """Raise if the object cannot end in this state (e.g. a truncated FASTQ record)."""
@@ -400,7 +411,8 @@ class LineFormat(Format):
         buf = np.frombuffer(raw, dtype=np.uint8)
         ctx = slice_.context
         skip, want, eof = int(ctx.get("skip", 0)), ctx.get("records"), bool(ctx.get("eof"))
-        ends, end_state = self.record_ends(buf, 0)
+        newlines = np.flatnonzero(buf == NL)  # found once per slice; every batch reuses its share
+        ends, end_state = self.record_ends(buf, 0, newlines)
         stops = ends + 1
         if eof and len(buf) and (len(stops) == 0 or stops[-1] != len(buf)):
             self.check_end(slice_.uri, base + len(buf), end_state, False)
@@ -422,9 +434,15 @@ class LineFormat(Format):
             limit = starts[i] + BATCH_BYTES
             j = int(np.searchsorted(stops, limit, side="right"))
             j = min(max(j, i + 1), stop)
-            yield self.decode_records(slice_, buf[starts[i]: stops[j - 1]], base + int(starts[i]), j - i)
+            lo, hi = np.searchsorted(newlines, [starts[i], stops[j - 1]])
+            yield self.decode_records(slice_, buf[starts[i]: stops[j - 1]], base + int(starts[i]), j - i,
+                                      newlines[lo:hi] - starts[i])
             i = j
 
     @abstractmethod
-    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
-        """Decode exactly ``count`` whole records held in ``buf`` (which starts at byte ``offset``)."""
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
+                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
+        """Decode exactly ``count`` whole records held in ``buf`` (which starts at byte ``offset``).
+
+        ``newlines`` are the positions of the line breaks in ``buf`` (None: find them).
+        """

@@ -77,8 +77,8 @@ class CSV(LineFormat):
     def index_params(self) -> dict[str, Any]:
         return {"quote": self.quote, "escape": self.escape}
 
-    def record_ends(self, buf: np.ndarray, state: int) -> tuple[np.ndarray, int]:
-        nl = np.flatnonzero(buf == NL)
+    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
         if not self.quote:
             return nl, 0
         quotes = np.flatnonzero(buf == ord(self.quote))
@@ -182,7 +182,8 @@ class CSV(LineFormat):
         index.attrs["types"] = {"first": first, "rest": rest}
 
     # -- decoding -----------------------------------------------------------------------------------
-    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
+                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
         import pyarrow as pa
 
         cols = self.params.get("columns")

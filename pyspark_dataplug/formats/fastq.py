@@ -14,7 +14,7 @@ import numpy as np
 
 from ..cloudobject import by_strategy
 from ..errors import FormatError
-from ._lines import CR, NL, LineFormat
+from ._lines import CR, NL, LineFormat, terminated
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,8 +32,8 @@ class FASTQ(LineFormat):
 
         return pa.schema([pa.field(n, pa.string()) for n in ("id", "description", "sequence", "quality")])
 
-    def record_ends(self, buf: np.ndarray, state: int) -> tuple[np.ndarray, int]:
-        nl = np.flatnonzero(buf == NL)
+    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
         return nl[(3 - state) % 4:: 4], (state + len(nl)) % 4
 
     def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
@@ -42,13 +42,12 @@ class FASTQ(LineFormat):
             raise FormatError(uri, size, f"truncated FASTQ record: the object ends {lines_in_last} line(s) into a "
                               "4-line record")
 
-    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
+                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if len(buf) and buf[-1] != NL:
-            buf = np.append(buf, np.uint8(NL))  # the object's last line has no line break (a copy, once)
-        nl = np.flatnonzero(buf == NL)
+        buf, nl = terminated(buf, newlines)
         if len(nl) != 4 * count:
             raise FormatError(slice_.uri, offset, f"expected {4 * count} lines for {count} reads, found {len(nl)}")
         # One zero-copy array of lines *with* their line breaks, then one gather per column: every byte is

@@ -29,11 +29,12 @@ class Text(LineFormat):
 
         return pa.schema([pa.field("value", pa.string())])
 
-    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int) -> pa.RecordBatch:
+    def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
+                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
         import pyarrow as pa
 
         try:
-            lines = lines_array(buf)
+            lines = lines_array(buf, newlines)
         except pa.ArrowInvalid as e:
             raise FormatError(slice_.uri, offset, f"text is not valid UTF-8 in [{offset}, {offset + len(buf)}) "
                               f"({e})") from e
