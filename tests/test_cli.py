@@ -24,5 +24,5 @@ def test_errors_exit_2_with_the_message(local_store, capsys):
     uri = local_store.put("cli2.fastq", make_fastq(10, seed=51))
     assert main(["inspect", uri]) == 2  # no index yet: the message says which command builds it
     assert "dataplug index --format fastq" in capsys.readouterr().err
-    assert main(["inspect", uri + ".missing"]) == 2
+    assert main(["inspect", uri.replace("cli2", "absent")]) == 2
     assert "no such file" in capsys.readouterr().err
