@@ -3,6 +3,7 @@
 Build: ``indexed_gzip`` reads the object as a stream (ranged reads through :class:`RangeFile`, never a
 download to disk) and records seek points every ``spacing`` uncompressed bytes: compressed offset, bit
 offset, uncompressed offset and the 32 KiB of history (the *window*) a raw-deflate decoder needs there.
+Records are then counted between seek points by parallel tasks (see ``formats/_lines.py``).
 Its exported index (the ``GZIDX`` layout of ``zran_export_index``) is parsed as it is written, and each
 window is zlib-compressed into one blob, so a task range-reads just the one window it needs.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,13 +145,12 @@ class GzipScan:
     size: int
 
 
-def scan(storage: Storage, info: ObjectInfo, spacing: int, on_chunk: Callable[[int, bytes], None],
-         on_points: Callable[[list[int]], None], chunk: int = 8 << 20) -> GzipScan:
-    """Seek points of the whole object (to ``on_points``), then its uncompressed bytes through ``on_chunk``.
+def seek_points(storage: Storage, info: ObjectInfo, spacing: int) -> GzipScan:
+    """One streaming pass of ``indexed_gzip`` over the object: its seek points and uncompressed size.
 
-    Two streaming passes: ``indexed_gzip.build_full_index`` (C, fast) for the points, then Python's zlib
-    for the bytes. Reading through ``IndexedGzipFile.read`` instead would inflate most data twice anyway
-    (it expands its index ahead of each read, then reads from the nearest point).
+    Records are counted afterwards, in parallel, by tasks that each inflate a run of points
+    (:func:`inflate`): the C indexer alone is faster than a zlib pass, and the counting spreads over the
+    cluster instead of adding a second sequential pass.
     """
     import indexed_gzip
 
@@ -168,58 +167,9 @@ def scan(storage: Storage, info: ObjectInfo, spacing: int, on_chunk: Callable[[i
         raise FormatError(info.uri, raw.tell(), f"corrupt or truncated gzip stream ({type(e).__name__}: {e})") from e
     finally:
         f.close()
+    assert sink.header is not None
     points = sorted([u, c, bits, off, n] for c, u, bits, _has, off, n in sink.points)
-    on_points([p[0] for p in points])
-    size = 0
-    for data in stream(RangeFile(storage, info), info.uri, chunk):
-        on_chunk(size, data)
-        size += len(data)
-    return GzipScan(points, sink.blob.getvalue(), size)
-
-
-def stream(raw: io.RawIOBase, uri: str, chunk: int = 8 << 20) -> Iterator[bytes]:
-    """Every member's uncompressed bytes, in order, from a file object; errors name the compressed offset."""
-    d = _inflater.decompressobj(31)
-    consumed = 0  # compressed bytes before `pending`
-    pending = b""
-    started = False
-    while True:
-        block = raw.read(chunk)
-        if not block and not pending:
-            break
-        data = pending + block if pending else block
-        pending = b""
-        while data:
-            if not started:
-                if data[:2] != MAGIC:
-                    if not data.strip(b"\x00"):
-                        consumed += len(data)
-                        data = b""
-                        break  # zero padding after the last member
-                    if len(data) < 2 and block:
-                        pending = data
-                        break
-                    raise FormatError(uri, consumed, "not a gzip member where one should start")
-                started = True
-            try:
-                out = d.decompress(data)
-            except (zlib.error, _inflater.error) as e:
-                raise FormatError(uri, consumed, f"corrupt gzip data ({e})") from e
-            if out:
-                yield out
-            if d.eof:
-                rest = d.unused_data
-                consumed += len(data) - len(rest)
-                d = _inflater.decompressobj(31)
-                started = False
-                data = rest
-            else:
-                consumed += len(data)
-                data = b""
-        if not block:
-            break
-    if started:
-        raise FormatError(uri, consumed, "truncated gzip stream: the object ends inside a member")
+    return GzipScan(points, sink.blob.getvalue(), int(sink.header[4]))
 
 
 def _shift(data: bytes, bits: int) -> bytes:

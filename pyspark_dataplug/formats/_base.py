@@ -68,6 +68,13 @@ class Format(ABC):
     def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
         """Scan what one descriptor names; return small JSON-able rows for the reduce."""
 
+    def build_followup(self, info: ObjectInfo, rows: list[dict[str, Any]], index_dir: str) -> list[dict[str, Any]]:
+        """Descriptors of a second stage of map tasks, planned from the first stage's rows (default none).
+
+        gzip uses it: one task finds the seek points, then many count records between them in parallel.
+        """
+        return []
+
     @abstractmethod
     def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
         """Combine the map rows of one object into its index (exact, whatever the chunking)."""

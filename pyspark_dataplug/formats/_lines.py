@@ -27,7 +27,7 @@ from ..errors import FormatError
 from ..gz import is_gzip
 from ..options import Opt
 from ..slices import ByteRange, Slice
-from ..storage import get_storage
+from ..storage import get_storage, join_uri
 from ._base import Format
 
 if TYPE_CHECKING:
@@ -89,64 +89,6 @@ def terminated(buf: np.ndarray, newlines: np.ndarray | None = None) -> tuple[np.
     return buf, nl
 
 
-class _PointResolver:
-    """Runs a format's state machine over a gzip stream and ties each seek point to a record start.
-
-    For seek point ``u`` the record start is ``R = e + 1`` for the first terminator ``e >= u - 1`` (or 0),
-    and ``records_before = terminators before R``. Points are known before the bytes arrive; a chunk's
-    terminators are kept only while an unresolved point lies at or before it. Points after the last record
-    start stay unresolved and are dropped.
-    """
-
-    def __init__(self, fmt: LineFormat) -> None:
-        self.fmt = fmt
-        self.state = 0
-        self.terminators = 0
-        self.last_is_end = False
-        self.head = b""
-        self.recent: list[tuple[int, int, np.ndarray, int]] = []  # (start, end, absolute ends, terminators before)
-        self.pending: list[int] = []
-        self.resolved: list[tuple[int, int, int]] = []  # (u, R, records before R)
-
-    def expect(self, points: list[int]) -> None:
-        self.pending = sorted(points)
-
-    def feed(self, pos: int, data: bytes) -> None:
-        if len(self.head) < HEAD_BYTES:
-            self.head += data[: HEAD_BYTES - len(self.head)]
-        if data:
-            buf = np.frombuffer(data, dtype=np.uint8)
-            ends, self.state = self.fmt.record_ends(buf, self.state)
-            self.recent.append((pos, pos + len(data), ends.astype(np.int64) + pos, self.terminators))
-            self.terminators += len(ends)
-            self.last_is_end = bool(len(ends) and ends[-1] == len(buf) - 1)
-        self._resolve()
-
-    def _resolve(self) -> None:
-        still = []
-        for u in self.pending:
-            if u == 0:
-                self.resolved.append((0, 0, 0))
-                continue
-            found = None
-            for _start, end, ends, before in self.recent:
-                if end <= u - 1:
-                    continue
-                k = int(np.searchsorted(ends, u - 1))
-                if k < len(ends):
-                    found = (u, int(ends[k]) + 1, before + k + 1)
-                    break
-            if found:
-                self.resolved.append(found)
-            else:
-                still.append(u)
-        self.pending = still
-        # chunks wholly before the last point known so far can no longer be needed
-        horizon = min(self.pending) if self.pending else (self.resolved[-1][0] if self.resolved else 0)
-        while len(self.recent) > 1 and self.recent[0][1] < horizon:
-            self.recent.pop(0)
-
-
 class LineFormat(Format):
     """Base of formats whose records are runs of lines; subclasses say which newlines end a record."""
 
@@ -193,80 +135,116 @@ class LineFormat(Format):
 
     def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
         if task.get("codec") == "gzip":
-            return [self._gzip_map(task, storage)]
+            return [self._gzip_points(task, storage)]
+        if task.get("codec") == "gzip-count":
+            return self._gzip_count(task, storage)
         start, end = int(task["start"]), int(task["end"])
         st = get_storage(task["uri"], storage)
         data = np.frombuffer(st.read(task["uri"], start, end, etag=task.get("etag")), dtype=np.uint8)
+        chunks = [(start + off, data[off: off + self.spacing]) for off in range(0, len(data), self.spacing)]
+        return self._scan_chunks(chunks, data if start == 0 else None)
+
+    def _scan_chunks(self, chunks: list[tuple[int, np.ndarray]], head: np.ndarray | None) -> list[dict[str, Any]]:
+        """For each chunk and each possible start state: terminators, first one, ends-on-one, end state."""
         rows = []
-        for off in range(0, len(data), self.spacing):
-            sub = data[off: off + self.spacing]
+        for at, sub in chunks:
+            newlines = np.flatnonzero(sub == NL)
             per_state = []
             for s in range(self.n_states):
-                ends, end_state = self.record_ends(sub, s)
+                ends, end_state = self.record_ends(sub, s, newlines)
                 per_state.append([
                     len(ends),
-                    int(ends[0]) + start + off if len(ends) else -1,
+                    int(ends[0]) + at if len(ends) else -1,
                     bool(len(ends) and ends[-1] == len(sub) - 1),
                     int(end_state),
                 ])
-            rows.append({"chunk": start + off, "states": per_state})
-        if start == 0:
-            rows[0]["head"] = base64.b64encode(data[:HEAD_BYTES].tobytes()).decode()
+            rows.append({"chunk": at, "states": per_state})
+        if head is not None and rows:
+            rows[0]["head"] = base64.b64encode(head[:HEAD_BYTES].tobytes()).decode()
         return rows
 
-    def _gzip_map(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
-        """One pass over a gzip object: seek points, and for each the first record start after it."""
+    def _gzip_points(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
+        """Stage 1 for gzip: the seek points (one sequential pass); their windows go to a blob."""
         from ..index.store import store_blob
         from ..storage import ObjectInfo
 
         info = ObjectInfo(task["uri"], int(task["size"]), task["etag"])
-        resolver = _PointResolver(self)
-        result = gz.scan(get_storage(info.uri, storage), info, self.gzip_spacing, resolver.feed,
-                         on_points=resolver.expect)
-        self.check_end(info.uri, result.size, resolver.state, resolver.last_is_end)
-        by_u = {p[0]: p for p in result.points}
-        points = []
-        for u, r, n in resolver.resolved:
-            if r < result.size and (not points or r > points[-1][0]):
-                _, c, bits, win_off, win_len = by_u[u]
-                points.append([r, n, u, c, bits, win_off, win_len])
-            elif points and r == points[-1][0]:
-                _, c, bits, win_off, win_len = by_u[u]
-                points[-1] = [r, n, u, c, bits, win_off, win_len]  # a later seek point, closer to r
-        seeks = sorted([p[0], p[1]] for p in result.points)  # (u, c) of every seek point, for range ends
+        result = gz.seek_points(get_storage(info.uri, storage), info, self.gzip_spacing)
         blob = store_blob(task["index_dir"], "windows", result.blob, storage)
-        records = resolver.terminators + (1 if result.size and not resolver.last_is_end else 0)
-        return {"gzip": {"points": points, "seeks": seeks, "records": records, "size": result.size,
-                         "blob": blob, "blob_size": len(result.blob),
-                         "head": base64.b64encode(resolver.head).decode()}}
+        return {"gzip_index": {"seeks": result.points, "size": result.size, "blob": blob,
+                               "blob_size": len(result.blob)}}
 
-    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
-        if rows and "gzip" in rows[0]:
-            return self._gzip_reduce(info, rows[0]["gzip"])
-        import pyarrow as pa
+    def build_followup(self, info: ObjectInfo, rows: list[dict[str, Any]], index_dir: str) -> list[dict[str, Any]]:
+        """Stage 2 for gzip: count records in runs of seek intervals, each inflated from its first point."""
+        if not rows or "gzip_index" not in rows[0]:
+            return []
+        g = rows[0]["gzip_index"]
+        seeks, size = g["seeks"], int(g["size"])
+        bounds = [p[0] for p in seeks if p[0] < size] + [size]
+        tasks, k = [], 0
+        while k < len(bounds) - 1:
+            m = k + 1
+            while m < len(bounds) - 1 and bounds[m + 1] - bounds[k] <= SPLIT_BYTES:
+                m += 1
+            u, c, bits, win_off, win_len = seeks[k]
+            c_end = info.size if m >= len(seeks) else min(info.size, int(seeks[m][1]) + GZIP_SLACK)
+            tasks.append({"codec": "gzip-count", "uri": info.uri, "etag": info.etag, "size": info.size,
+                          "u": u, "c": c, "bits": bits, "window": [win_off, win_len],
+                          "blob": join_uri(index_dir, g["blob"]), "bounds": bounds[k: m + 1], "c_end": c_end})
+            k = m
+        return tasks
 
-        from ..index.store import Index
+    def _gzip_count(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
+        uri, bounds = task["uri"], task["bounds"]
+        c, bits = int(task["c"]), int(task["bits"])
+        win_off, win_len = task["window"]
+        window = None
+        if win_len > 0:
+            window = zlib.decompress(get_storage(task["blob"], storage).read(task["blob"], win_off, win_off + win_len))
+        c_start = c - 1 if bits else c
+        comp = get_storage(uri, storage).read(uri, c_start, int(task["c_end"]), etag=task["etag"])
+        u0 = int(task["u"])
+        data = np.frombuffer(gz.inflate(uri, comp, c_start, c, bits, window, bounds[-1] - u0, int(task["size"])),
+                             dtype=np.uint8)
+        chunks = [(a, data[a - u0: b - u0]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return self._scan_chunks(chunks, data if u0 == 0 else None)
 
-        rows = sorted(rows, key=lambda r: r["chunk"])
-        offsets, before = [], []
+    def _walk(self, rows: list[dict[str, Any]], size: int) -> tuple[list[tuple[int, int, int]], int, int, bool]:
+        """The reduce: chunk results in order, from state 0 -> (chunk, record start, records before) points.
+
+        Each chunk gives the first record start at or after its own start, if one lies inside it.
+        Returns the points and the totals (terminators, end state, whether the last byte ends a record).
+        """
+        points: list[tuple[int, int, int]] = []
         state, terminators, prev_last_is_end = 0, 0, False
         for i, row in enumerate(rows):
             count, first_end, last_is_end, end_state = row["states"][state]
             p = row["chunk"]
             if i == 0 or prev_last_is_end:
                 point = (p, terminators)
-            elif first_end >= 0 and first_end + 1 < info.size:
+            elif first_end >= 0 and first_end + 1 < size:
                 point = (first_end + 1, terminators + 1)
             else:
                 point = None  # no record starts in this chunk: the next point covers it
-            if point is not None and point[0] < info.size and (not offsets or point[0] > offsets[-1]):
-                offsets.append(point[0])
-                before.append(point[1])
+            if point is not None and point[0] < size and (not points or point[0] > points[-1][1]):
+                points.append((p, *point))
             terminators += count
             state, prev_last_is_end = end_state, last_is_end
-        self.check_end(info.uri, info.size, state, prev_last_is_end)
-        records = terminators + (1 if info.size and not prev_last_is_end else 0)
-        points = pa.table({"offset": pa.array(offsets, pa.int64()), "records_before": pa.array(before, pa.int64())})
+        return points, terminators, state, prev_last_is_end
+
+    def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
+        if rows and "gzip_index" in rows[0]:
+            return self._gzip_reduce(info, rows[0]["gzip_index"], rows[1:])
+        import pyarrow as pa
+
+        from ..index.store import Index
+
+        rows = sorted(rows, key=lambda r: r["chunk"])
+        points, terminators, state, last_is_end = self._walk(rows, info.size)
+        self.check_end(info.uri, info.size, state, last_is_end)
+        records = terminators + (1 if info.size and not last_is_end else 0)
+        table = pa.table({"offset": pa.array([p[1] for p in points], pa.int64()),
+                          "records_before": pa.array([p[2] for p in points], pa.int64())})
         head = base64.b64decode(rows[0].get("head", "")) if rows else b""
         manifest = {
             "compression": "none",
@@ -276,29 +254,37 @@ class LineFormat(Format):
             "spacing": self.spacing,
             "attrs": self.index_attrs(head),
         }
-        return Index(manifest, {"points": points})
+        return Index(manifest, {"points": table})
 
-    def _gzip_reduce(self, info: ObjectInfo, g: dict[str, Any]) -> Index:
+    def _gzip_reduce(self, info: ObjectInfo, g: dict[str, Any], rows: list[dict[str, Any]]) -> Index:
         import pyarrow as pa
 
         from ..index.store import Index
 
-        cols = list(zip(*g["points"], strict=True)) if g["points"] else [()] * 7
+        size = int(g["size"])
+        rows = sorted(rows, key=lambda r: r["chunk"])
+        points, terminators, state, last_is_end = self._walk(rows, size)
+        self.check_end(info.uri, size, state, last_is_end)
+        seek_at = {p[0]: p for p in g["seeks"]}
+        # every chunk starts at a seek point: each index point carries the seek point it inflates from
+        table_rows = [[r, n, *seek_at[chunk]] for chunk, r, n in points]
+        cols = list(zip(*table_rows, strict=True)) if table_rows else [()] * 7
         names = ["offset", "records_before", "seek_u", "seek_c", "seek_bits", "window_offset", "window_size"]
         table = pa.table({n: pa.array(c, pa.int64()) for n, c in zip(names, cols, strict=True)})
-        seeks = list(zip(*g["seeks"], strict=True)) if g["seeks"] else [(), ()]
-        seek_table = pa.table({"u": pa.array(seeks[0], pa.int64()), "c": pa.array(seeks[1], pa.int64())})
+        seeks = pa.table({"u": pa.array([p[0] for p in g["seeks"]], pa.int64()),
+                          "c": pa.array([p[1] for p in g["seeks"]], pa.int64())})
+        head = base64.b64decode(rows[0].get("head", "")) if rows else b""
         manifest = {
             "compression": "gzip",
             "index_params": self.index_params(),
-            "records": int(g["records"]),
-            "uncompressed_size": int(g["size"]),
+            "records": terminators + (1 if size and not last_is_end else 0),
+            "uncompressed_size": size,
             "spacing": self.gzip_spacing,
-            "attrs": self.index_attrs(base64.b64decode(g["head"])),
+            "attrs": self.index_attrs(head),
             "blobs": {"windows": g["blob"]},
             "blob_sizes": {"windows": int(g["blob_size"])},
         }
-        return Index(manifest, {"points": table, "seeks": seek_table})
+        return Index(manifest, {"points": table, "seeks": seeks})
 
     def index_attrs(self, head: bytes) -> dict:
         """Extra manifest attributes derived from the object's first bytes (uncompressed), e.g. a CSV header."""

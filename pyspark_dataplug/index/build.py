@@ -133,6 +133,15 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     per_object: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for i, rows in zip(owner, results, strict=True):
         per_object[i].extend(rows)
+    # an optional second stage, planned from the first (gzip: count records between seek points)
+    more: list[dict[str, Any]] = []
+    more_owner: list[int] = []
+    for i, info in enumerate(todo):
+        for t in fmt.build_followup(info, per_object[i], store.dir(info.uri, fmt.name)):
+            more.append(t)
+            more_owner.append(i)
+    for i, rows in zip(more_owner, runner(fmt, storage, "map", more), strict=True):
+        per_object[i].extend(rows)
     indexes: list[Index] = []
     for i, info in enumerate(todo):
         index = fmt.build_reduce(info, per_object[i], storage)
