@@ -194,3 +194,17 @@ def test_rebuild_replaces_the_previous_index_files(local_store):
     second = sorted(p.name for p in Path(uri + ".dataplug/fastq").iterdir())
     assert len(first) == len(second) == 2 and first != second  # manifest + the new build's table only
     assert _rows(co.slices(num_slices=3)) == fastq_reference(make_fastq(100, seed=13))
+
+
+def test_environment_variables_are_option_defaults(local_store, tmp_path, monkeypatch):
+    uri = local_store.put("env.fastq", make_fastq(50, seed=61))
+    location = str(tmp_path / "env-indexes")
+    monkeypatch.setenv("DATAPLUG_INDEX_LOCATION", location)
+    CloudObject(FASTQ, uri).preprocess()
+    from pathlib import Path
+
+    assert any(p.name == "manifest.json" for p in Path(location).rglob("*"))
+    assert len(_rows(CloudObject(FASTQ, uri).slices(num_slices=2))) == 50
+    monkeypatch.setenv("DATAPLUG_PARTITIONS", "nope")
+    with pytest.raises(OptionError, match="bad value 'nope' for option 'partitions'"):
+        CloudObject(FASTQ, uri).slices()

@@ -161,3 +161,20 @@ def test_errors_reach_the_spark_user(spark, local_store):
     pyspark_dataplug.build_index(spark, bad, format="fastq")
     with pytest.raises(Exception, match=r"bad\.fastq at byte \d+: malformed FASTQ record"):
         read_dataplug(spark, bad, {}).collect()
+
+
+def test_register_turns_spark_confs_into_defaults(spark, local_store, tmp_path: Path):
+    data = make_fastq(120, seed=60)
+    uri = local_store.put("conf/reads.fastq", data)
+    location = str(tmp_path / "conf-indexes")
+    pyspark_dataplug.build_index(spark, uri, format="fastq", indexLocation=location)
+    spark.conf.set("spark.dataplug.indexLocation", location)
+    try:
+        pyspark_dataplug.register(spark)
+        df = read_dataplug(spark, uri, {"partitions": 3})  # no indexLocation option: the conf supplies it
+        assert multiset(df.collect()) == multiset(fastq_reference(data))
+    finally:
+        spark.conf.unset("spark.dataplug.indexLocation")
+        pyspark_dataplug.register(spark)  # back to no conf defaults for the other tests
+    with pytest.raises(Exception, match="no fastq index"):
+        read_dataplug(spark, uri, {}).collect()
