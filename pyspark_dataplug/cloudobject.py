@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import OptionError
-from .storage import StorageOptions, normalize_uri
+from .storage import normalize_uri
 
 if TYPE_CHECKING:
     from .formats._base import Format
@@ -57,12 +57,6 @@ class CloudObject:
     @classmethod
     def from_path(cls, fmt: type[Format] | str, path: str, **options: Any) -> CloudObject:
         return cls(fmt, path, options)
-
-    @property
-    def storage(self) -> StorageOptions:
-        from .plan import parse_read_options, storage_options
-
-        return storage_options(parse_read_options(self._raw(), paths=[self.uri])[1])
 
     def _raw(self) -> dict[str, Any]:
         return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in self.options.items()}

@@ -1,7 +1,7 @@
 """Ranged reads of objects by URI: local paths, ``file://`` and ``s3://`` (boto3).
 
-Everything above this module sees only :class:`Storage`: ``info``, ``read`` (a byte range), ``stream``,
-``write`` and ``list``. Retries live in one place (:func:`_retrying`), so every S3 call -- HEAD, ranged
+Everything above this module sees only :class:`Storage`: ``info``, ``read`` (a byte range), ``read_all``,
+``write``, ``delete`` and ``list``. Retries live in one place (:func:`_retrying`), so every S3 call -- HEAD, ranged
 GET, LIST, PUT -- gets the same backoff, and a ranged GET that breaks mid-body resumes at the byte where
 it broke instead of starting over.
 
@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlparse
@@ -97,13 +97,9 @@ class Storage(Protocol):
         """A whole (small) object in one request: manifests and index tables."""
         ...
 
-    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]: ...
-
     def write(self, uri: str, data: bytes) -> None: ...
 
     def delete(self, uri: str) -> None: ...
-
-    def exists(self, uri: str) -> bool: ...
 
     def list(self, pattern: str) -> list[ObjectInfo]: ...
 
@@ -183,14 +179,6 @@ class LocalStorage:
         IO_STATS.add(path, len(data))
         return data
 
-    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
-        path = normalize_uri(uri)
-        with open(path, "rb") as f:
-            f.seek(start)
-            while chunk := f.read(chunk_size):
-                IO_STATS.add(path, len(chunk))
-                yield chunk
-
     def write(self, uri: str, data: bytes) -> None:
         # Write-then-rename: readers see the old file or the whole new one, never a prefix.
         path = normalize_uri(uri)
@@ -205,9 +193,6 @@ class LocalStorage:
             os.remove(normalize_uri(uri))
         except FileNotFoundError:
             pass
-
-    def exists(self, uri: str) -> bool:
-        return os.path.isfile(normalize_uri(uri))
 
     def list(self, pattern: str) -> list[ObjectInfo]:
         path = normalize_uri(pattern)
@@ -397,14 +382,6 @@ class S3Storage:
         IO_STATS.add(normalize_uri(uri), len(data))
         return data
 
-    def stream(self, uri: str, start: int = 0, chunk_size: int = 8 << 20) -> Iterator[bytes]:
-        size = self.info(uri).size
-        pos = start
-        while pos < size:
-            end = min(size, pos + chunk_size)
-            yield self.read(uri, pos, end)
-            pos = end
-
     def write(self, uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)
         # A PUT is atomic: readers see the old object or the whole new one.
@@ -413,13 +390,6 @@ class S3Storage:
     def delete(self, uri: str) -> None:
         bucket, key = split_s3(uri)
         _retrying(lambda: self.client.delete_object(Bucket=bucket, Key=key), uri, self.options)
-
-    def exists(self, uri: str) -> bool:
-        try:
-            self.info(uri)
-        except ObjectNotFoundError:
-            return False
-        return True
 
     def list(self, pattern: str) -> list[ObjectInfo]:
         bucket, key = split_s3(pattern)
