@@ -673,7 +673,7 @@ def section_plan(ctx: Ctx) -> Section:
     sec.info = {"series": [s.as_json() for s in series.values()]}
     if any(n_slices[n] < n for n in counts):
         sec.notes.append("Fewer slices than asked: the default `bytes` strategy snaps cuts to the gzip seek "
-                         "points (one per `gzipSpacing`, default 4 MiB uncompressed) and drops empty slices.")
+                         "points (one per `gzipSpacing`, default 8 MiB uncompressed) and drops empty slices.")
     return sec
 
 

@@ -26,6 +26,14 @@ def _rows(slices):
     return [tuple(r.values()) for s in slices for r in s.get().to_pylist()]
 
 
+def _indexed(store, name: str, blob: bytes) -> tuple[str, CloudObject]:
+    """Put a gzip object and index it with small seek spacing, so even small files have several points."""
+    uri = store.put(name, blob)
+    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
+    co.preprocess()
+    return uri, co
+
+
 def _bgzf(data: bytes, path: Path) -> bytes:
     with bgzf.BgzfWriter(str(path), "wb") as w:
         w.write(data)
@@ -167,9 +175,7 @@ def test_text_and_csv_in_gzip_match_spark(spark, store, tmp_path):
 
 def test_gzip_detected_by_magic_not_name(local_store):
     data = make_fastq(300, seed=3)
-    uri = local_store.put("reads-no-suffix.fastq", gzip.compress(data))
-    co = CloudObject(FASTQGZip, uri, SPACING)
-    co.preprocess()
+    uri, co = _indexed(local_store, "reads-no-suffix.fastq", gzip.compress(data))
     assert co.dataset().indexes[0].manifest["compression"] == "gzip"
     assert _rows(co.partition(partition_reads_batches, num_batches=5)) == fastq_reference(data)
 
@@ -185,9 +191,7 @@ def test_empty_gzip_objects(local_store):
 
 def test_task_fetches_its_range_plus_one_window(store):
     data = make_fastq(20_000, seed=4)
-    uri = store.put("w.fastq.gz", gzip.compress(data))
-    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
-    co.preprocess()
+    uri, co = _indexed(store, "w.fastq.gz", gzip.compress(data))
     slices = co.partition(partition_reads_batches, num_batches=6)
     seeks = co.dataset().indexes[0].tables["seeks"]
     for s in slices[1:-1]:
@@ -207,9 +211,7 @@ def test_slices_of_gzip_pickle_and_evaluate_in_a_pool(local_store):
     import multiprocessing
 
     data = make_fastq(3000, seed=5)
-    uri = local_store.put("pool.fastq.gz", gzip.compress(data))
-    co = CloudObject(FASTQGZip, uri, SPACING)
-    co.preprocess()
+    uri, co = _indexed(local_store, "pool.fastq.gz", gzip.compress(data))
     blobs = [pickle.dumps(s) for s in co.partition(partition_reads_batches, num_batches=5)]
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         tables = pool.map(_eval, blobs)
@@ -234,9 +236,7 @@ def test_truncated_and_corrupt_gzip_name_object_and_offset(local_store):
 
 def test_gzip_changed_after_indexing_is_refused(store):
     data = make_fastq(2000, seed=8)
-    uri = store.put("stale.fastq.gz", gzip.compress(data))
-    co = CloudObject(FASTQGZip, uri, {**store.options, **SPACING})
-    co.preprocess()
+    uri, co = _indexed(store, "stale.fastq.gz", gzip.compress(data))
     slices = co.partition(partition_reads_batches, num_batches=4)
     store.put("stale.fastq.gz", gzip.compress(data + make_fastq(3, seed=9)))
     with pytest.raises(StaleIndexError):
