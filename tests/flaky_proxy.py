@@ -1,27 +1,60 @@
 """A real HTTP proxy on 127.0.0.1 in front of the S3 server that injects the faults S3 really produces.
 
 No client is patched: boto3 talks HTTP to this proxy exactly as it would to S3, and the proxy forwards to
-moto, except when a scheduled fault says otherwise (503 SlowDown, 500, a body cut off mid-way).
+moto, except when a scheduled fault says otherwise: throttling, server errors, a body cut off mid-way, a
+denied request, or a misbehaving cache or gateway in the path that drops ``Range`` or ``If-Match`` or
+rewrites ``Content-Range``.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
 SLOWDOWN = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"""
+ACCESS_DENIED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"""
+
+#: The fault kinds; each is consumed by one matching request.
+FAULTS = {
+    "slowdown",  # 503 SlowDown
+    "error500",  # 500 InternalError
+    "cut",  # forward, but send half the body and drop the connection
+    "denied",  # 403 AccessDenied (headers only for HEAD, as S3 does)
+    "ignore-range",  # forward without Range: a 200 with the whole object comes back
+    "ignore-if-match",  # forward without If-Match: the current version comes back, whatever its ETag
+    "wrong-content-range",  # forward, but shift the Content-Range the response claims by one byte
+}
+
+#: Which requests consume faults.
+MATCHES = {
+    "ranged-get": lambda method, headers: method == "GET" and bool(headers.get("Range")),
+    "get": lambda method, headers: method == "GET",
+    "head": lambda method, headers: method == "HEAD",
+    "any": lambda method, headers: True,
+}
 
 
 class FlakyProxy:
-    """Faults are consumed in order by matching GET requests: 'slowdown', 'error500', 'cut'."""
+    """Faults (see FAULTS) are consumed in order by the requests ``fault_on`` selects (ranged GETs by default).
+
+    ``requests`` records (method, path, Range) of every request, ``headers`` the request headers as sent.
+    ``before_forward``, if set, is called with the request number (from 0) before a request goes upstream:
+    a test can change the object between two attempts of one read, as another writer would.
+    """
 
     def __init__(self, upstream: str) -> None:
         self.upstream = urlparse(upstream)
         self.faults: list[str] = []
+        self.fault_on = "ranged-get"
         self.requests: list[tuple[str, str, str | None]] = []
+        self.headers: list[dict[str, str]] = []
+        self.before_forward: Callable[[int], None] | None = None
         self.lock = threading.Lock()
         proxy = self
 
@@ -36,16 +69,30 @@ class FlakyProxy:
                 body = self.rfile.read(length) if length else None
                 with proxy.lock:
                     proxy.requests.append((self.command, self.path, self.headers.get("Range")))
-                    fault = proxy.faults.pop(0) if (self.command == "GET" and self.headers.get("Range")
-                                                    and proxy.faults) else None
+                    proxy.headers.append(dict(self.headers.items()))
+                    number = len(proxy.requests) - 1
+                    match = MATCHES[proxy.fault_on](self.command, self.headers)
+                    fault = proxy.faults.pop(0) if match and proxy.faults else None
+                if fault is not None and fault not in FAULTS:
+                    raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
                 if fault == "slowdown":
                     self._reply(503, SLOWDOWN)
                     return
                 if fault == "error500":
                     self._reply(500, b"<Error><Code>InternalError</Code></Error>")
                     return
+                if fault == "denied":
+                    self._reply(403, ACCESS_DENIED)
+                    return
+                if proxy.before_forward is not None:
+                    proxy.before_forward(number)
+                drop = {"host"}
+                if fault == "ignore-range":
+                    drop.add("range")
+                if fault == "ignore-if-match":
+                    drop.add("if-match")
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
                 headers["Host"] = f"{proxy.upstream.hostname}:{proxy.upstream.port}"
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
@@ -54,8 +101,12 @@ class FlakyProxy:
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        if fault == "wrong-content-range" and k.lower() == "content-range":
+                            v = re.sub(r"(\d+)-(\d+)", lambda m: f"{int(m[1]) + 1}-{int(m[2]) + 1}", v, count=1)
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD has no body: its Content-Length is the object's size, pass it on
+                length = resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length)
                 if fault == "cut":
                     # promise the whole body, send half, drop the connection: a reset mid-stream
                     self.send_header("Connection", "close")
@@ -65,14 +116,16 @@ class FlakyProxy:
                     self.close_connection = True
                     return
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             def _reply(self, status: int, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":  # a body after a HEAD would be read as the next response
+                    self.wfile.write(body)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
 
