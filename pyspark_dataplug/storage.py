@@ -3,7 +3,8 @@
 Everything above this module sees only :class:`Storage`: ``info``, ``read`` (a byte range), ``read_all``,
 ``write``, ``delete`` and ``list``. Retries live in one place (:func:`_retrying`), so every S3 call -- HEAD, ranged
 GET, LIST, PUT -- gets the same backoff, and a ranged GET that breaks mid-body resumes at the byte where
-it broke instead of starting over.
+it broke instead of starting over. Every ranged GET response, resumed ones too, is checked to be the bytes and
+the version asked for (206, Content-Range, ETag) before a byte of it is used.
 
 Clients are never pickled: a :class:`StorageOptions` (endpoint, region, anonymous; no credentials) travels
 with slices, and each process builds its own client from it, with the standard credential chain.
@@ -15,6 +16,7 @@ import fnmatch
 import glob as _glob
 import os
 import random
+import re
 import threading
 import time
 from collections import defaultdict
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
-from .errors import ObjectNotFoundError, StaleIndexError, StorageError
+from .errors import DataplugError, ObjectNotFoundError, StaleIndexError, StorageError
 
 T = TypeVar("T")
 
@@ -285,12 +287,54 @@ class _ShortRead(Exception):
     """The body ended before the requested range did: retried like a reset connection."""
 
 
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _check_ranged_get(resp: dict, uri: str, lo: int, end: int, etag: str | None, seen_etag: str | None) -> str:
+    """Refuse a ranged GET response that is not the bytes asked for; return its ETag.
+
+    An endpoint or proxy that drops ``Range`` sends the whole object with 200, one that drops ``If-Match``
+    sends whatever version is current: both look like success to boto3, and the reader would decode the wrong
+    bytes without a word. ``seen_etag`` is the ETag of this read's first response, so a resumed read never
+    splices two versions of an object even when no index pinned one.
+    """
+    where = f"{uri} [{lo}, {end})"
+    status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if status != 206:
+        why = " with the whole object: the endpoint (or a proxy) ignored the Range header" if status == 200 else ""
+        raise StorageError(f"{where}: ranged GET answered HTTP {status}{why}; expected 206 Partial Content")
+    # Another version first: it explains a range mismatch too (a newer, shorter object).
+    got = str(resp.get("ETag") or "").strip('"')
+    if etag and got != etag:
+        raise StaleIndexError(f"{where}: the endpoint returned ETag {got or 'none'!r}, the index was built for "
+                              f"{etag!r} (the endpoint ignored If-Match): the object changed since it was indexed; "
+                              "rebuild its index (dataplug index --force)")
+    if seen_etag is not None and got != seen_etag:
+        raise StorageError(f"{where}: the object changed while it was being read (ETag {seen_etag!r}, then "
+                           f"{got!r}); read it again")
+    content_range = resp.get("ContentRange") or ""
+    m = _CONTENT_RANGE.fullmatch(content_range.strip())
+    if not m:
+        raise StorageError(f"{where}: ranged GET answered Content-Range {content_range!r}; expected "
+                           f"'bytes {lo}-{end - 1}/<size>'")
+    first, last, total = int(m[1]), int(m[2]), m[3]
+    if first == lo and last < end - 1 and total != "*" and int(total) == last + 1:
+        raise StorageError(f"{where}: the object is only {total} bytes; the range runs past its end (the "
+                           "object changed, or the index or offsets belong to another object)")
+    if (first, last) != (lo, end - 1):
+        raise StorageError(f"{where}: ranged GET answered Content-Range {content_range!r}, not bytes "
+                           f"{lo}-{end - 1}; refusing bytes from the wrong offsets")
+    return got
+
+
 def _retrying(fn: Callable[[], T], what: str, options: StorageOptions) -> T:
     """Run ``fn`` with exponential backoff and full jitter on transient errors; map the rest to ours."""
     delay = 0.1
     for attempt in range(1, options.max_attempts + 1):
         try:
             return fn()
+        except DataplugError:
+            raise  # already ours and already final: a response that is wrong, not a request that failed
         except Exception as e:  # noqa: BLE001 - classified below, re-raised as ours
             if _is_transient(e) and attempt < options.max_attempts:
                 time.sleep(random.uniform(0, delay))
@@ -346,14 +390,19 @@ class S3Storage:
         bucket, key = split_s3(uri)
         parts: list[bytes] = []
         got = 0
+        seen_etag: str | None = None
 
         def attempt() -> None:
-            nonlocal got
-            kwargs = {"Bucket": bucket, "Key": key, "Range": f"bytes={start + got}-{end - 1}"}
+            nonlocal got, seen_etag
+            lo = start + got
+            kwargs = {"Bucket": bucket, "Key": key, "Range": f"bytes={lo}-{end - 1}"}
             if etag:
                 kwargs["IfMatch"] = f'"{etag}"'
-            body = self.client.get_object(**kwargs)["Body"]
+            resp = self.client.get_object(**kwargs)
+            body = resp["Body"]
             try:
+                # Every attempt, resumed ones too: a retry can land on another server, proxy or version.
+                seen_etag = _check_ranged_get(resp, uri, lo, end, etag, seen_etag)
                 # Keep whatever arrived before a break: the retry asks only for the rest.
                 while got < end - start:
                     chunk = body.read(min(8 << 20, end - start - got))
@@ -372,11 +421,17 @@ class S3Storage:
         bucket, key = split_s3(uri)
 
         def attempt() -> bytes:
-            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            resp = self.client.get_object(Bucket=bucket, Key=key)
+            body = resp["Body"]
             try:
-                return body.read()
+                data = body.read()
             finally:
                 body.close()
+            # botocore checks this too when it can; a short manifest must never reach json.loads as "valid".
+            expected = resp.get("ContentLength")
+            if expected is not None and len(data) != int(expected):
+                raise _ShortRead(f"body has {len(data)} of its {expected} bytes")
+            return data
 
         data = _retrying(attempt, uri, self.options)
         IO_STATS.add(normalize_uri(uri), len(data))

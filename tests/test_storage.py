@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import boto3
 import pytest
@@ -72,6 +73,89 @@ def test_listing_globs_prefixes_and_pagination(s3_server):
     assert len(expand([f"s3://{BUCKET}/many/part-00*.txt"], opts)) == 100
     with pytest.raises(ObjectNotFoundError, match="matches no object"):
         expand([f"s3://{BUCKET}/many/*.csv"], opts)
+
+
+def _put(endpoint: str, key: str, data: bytes) -> str:
+    boto3.client("s3", endpoint_url=endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
+    return f"s3://{BUCKET}/{key}"
+
+
+def _gets(proxy: FlakyProxy) -> list[str | None]:
+    return [r for m, _, r in proxy.requests if m == "GET"]
+
+
+# --- responses that look like success but are not the bytes asked for
+
+
+def test_ranged_get_answered_with_the_whole_object_is_an_error(s3_server, blob):
+    uri, _ = blob
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.faults = ["ignore-range"]
+        with pytest.raises(StorageError, match=r"blob\.bin \[1000, 2000\): .*HTTP 200 .*ignored the Range"):
+            st.read(uri, 1000, 2000)
+        assert len(_gets(proxy)) == 1  # a broken endpoint is not retried
+
+
+def test_ranged_get_with_another_content_range_is_an_error(s3_server, blob):
+    uri, _ = blob
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.faults = ["wrong-content-range"]
+        with pytest.raises(StorageError, match=r"blob\.bin \[1000, 2000\): .*'bytes 1001-2000/1048576', not bytes "
+                                               r"1000-1999"):
+            st.read(uri, 1000, 2000)
+
+
+def test_endpoint_ignoring_if_match_cannot_return_another_version(s3_server):
+    key = f"storage/{uuid.uuid4().hex[:8]}/versions.bin"
+    uri = _put(s3_server, key, b"A" * 1000)
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        etag = st.info(uri).etag
+        _put(s3_server, key, b"B" * 1000)  # same size, other bytes: only the ETag tells them apart
+        proxy.faults = ["ignore-if-match"]
+        with pytest.raises(StaleIndexError, match=rf"{key} \[0, 10\): .*ETag .*{etag}.*changed since it was indexed"):
+            st.read(uri, 0, 10, etag=etag)
+
+
+@pytest.mark.parametrize("fault", ["ignore-range", "wrong-content-range"])
+def test_resumed_ranged_get_is_checked_too(s3_server, blob, fault):
+    uri, _ = blob
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.faults = ["cut", fault]
+        with pytest.raises(StorageError, match=r"blob\.bin \[\d+, 600000\): "):
+            st.read(uri, 1000, 600_000)
+        ranges = [r for r in _gets(proxy) if r]
+        assert ranges[0] == "bytes=1000-599999" and ranges[1] != ranges[0]  # the failure was on the resume
+
+
+def test_resumed_read_never_splices_two_versions(s3_server):
+    # No index ETag to send as If-Match: the read pins the version of its own first response.
+    key = f"storage/{uuid.uuid4().hex[:8]}/rewritten.bin"
+    uri = _put(s3_server, key, b"A" * 600_000)
+
+    def rewrite(number: int) -> None:
+        if number == 1:  # the resume, after the cut
+            _put(s3_server, key, b"B" * 600_000)
+
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.faults = ["cut"]
+        proxy.before_forward = rewrite
+        with pytest.raises(StorageError, match=rf"{key} \[\d+, 600000\): the object changed while it was being read"):
+            st.read(uri, 0, 600_000)
+
+
+def test_range_past_the_end_is_a_clear_error_not_retried(s3_server):
+    key = f"storage/{uuid.uuid4().hex[:8]}/short.bin"
+    uri = _put(s3_server, key, b"x" * 1000)
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        with pytest.raises(StorageError, match=rf"{key} \[500, 2000\): the object is only 1000 bytes"):
+            st.read(uri, 500, 2000)
+        assert len(_gets(proxy)) == 1
 
 
 def test_local_paths_and_file_uris(tmp_path):
