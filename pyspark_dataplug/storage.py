@@ -269,6 +269,7 @@ def _is_transient(e: BaseException) -> bool:
         EndpointConnectionError,
         IncompleteReadError,
         ReadTimeoutError,
+        ResponseStreamingError,
     )
     from urllib3.exceptions import ProtocolError
 
@@ -279,7 +280,9 @@ def _is_transient(e: BaseException) -> bool:
     return isinstance(
         e,
         ConnectionClosedError | ConnectTimeoutError | EndpointConnectionError | IncompleteReadError
-        | ReadTimeoutError | ProtocolError | ConnectionError | _ShortRead,
+        | ReadTimeoutError | ProtocolError | ConnectionError | _ShortRead
+        # a connection that broke while a whole body was read: what botocore raises then, not IncompleteReadError
+        | ResponseStreamingError,
     )
 
 

@@ -158,6 +158,19 @@ def test_range_past_the_end_is_a_clear_error_not_retried(s3_server):
         assert len(_gets(proxy)) == 1
 
 
+def test_read_all_retries_a_truncated_body(s3_server, blob):
+    # A break while reading a whole body surfaces as botocore's ResponseStreamingError: transient like any reset.
+    # (botocore also compares the body with Content-Length; read_all checks that too, so a short manifest can
+    # never be parsed as a whole one.)
+    uri, data = blob
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.fault_on = "get"
+        proxy.faults = ["cut"]
+        assert st.read_all(uri) == data
+        assert len(_gets(proxy)) == 2
+
+
 def test_local_paths_and_file_uris(tmp_path):
     p = tmp_path / "a.txt"
     p.write_bytes(b"hello\n")
