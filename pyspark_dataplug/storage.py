@@ -343,11 +343,11 @@ def _retrying(fn: Callable[[], T], what: str, options: StorageOptions) -> T:
                 time.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, 10.0)
                 continue
-            raise _translate(e, what, attempt) from e
+            raise _translate(e, what, attempt, options) from e
     raise AssertionError("unreachable")
 
 
-def _translate(e: BaseException, what: str, attempts: int) -> Exception:
+def _translate(e: BaseException, what: str, attempts: int, options: StorageOptions) -> Exception:
     from botocore.exceptions import ClientError, NoCredentialsError
 
     if isinstance(e, ClientError):
@@ -355,6 +355,9 @@ def _translate(e: BaseException, what: str, attempts: int) -> Exception:
         if code in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
             return ObjectNotFoundError(f"{what}: not found ({code})")
         if code in ("AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            if options.anonymous:  # the usual advice would be to do what was already done
+                return StorageError(f"{what}: access denied ({code}) to an anonymous request; the object is not "
+                                    "public: set credentials and anonymous=false")
             return StorageError(f"{what}: access denied ({code}); check credentials or use anonymous=true")
         if code in ("PreconditionFailed", "412"):
             return StaleIndexError(f"{what}: the object changed since it was indexed (ETag differs); rebuild "

@@ -171,6 +171,28 @@ def test_read_all_retries_a_truncated_body(s3_server, blob):
         assert len(_gets(proxy)) == 2
 
 
+@pytest.mark.parametrize("op", ["info", "read", "read_all", "list"])
+def test_access_denied_names_the_object(s3_server, blob, op):
+    uri, _ = blob
+    with FlakyProxy(s3_server) as proxy:
+        st = S3Storage(StorageOptions(endpoint_url=proxy.endpoint))
+        proxy.fault_on = "any"
+        proxy.faults = ["denied"]
+        call = {"info": lambda: st.info(uri), "read": lambda: st.read(uri, 0, 10),
+                "read_all": lambda: st.read_all(uri), "list": lambda: st.list(uri.replace("blob", "bl?b"))}[op]
+        with pytest.raises(StorageError, match=r"blob\.bin|bl\?b\.bin") as err:
+            call()
+        assert "access denied" in str(err.value)
+        assert len(proxy.requests) == 1  # denied is final: no retries
+
+
+def test_anonymous_request_to_a_private_object_says_so(s3_server, blob):
+    uri, _ = blob
+    st = S3Storage(StorageOptions(endpoint_url=s3_server, anonymous=True))
+    with pytest.raises(StorageError, match=r"blob\.bin: access denied .*anonymous request.*not public"):
+        st.info(uri)
+
+
 def test_local_paths_and_file_uris(tmp_path):
     p = tmp_path / "a.txt"
     p.write_bytes(b"hello\n")
