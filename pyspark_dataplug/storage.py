@@ -12,7 +12,6 @@ with slices, and each process builds its own client from it, with the standard c
 
 from __future__ import annotations
 
-import fnmatch
 import glob as _glob
 import os
 import random
@@ -136,6 +135,73 @@ def get_storage(uri: str, options: StorageOptions | None = None) -> Storage:
 def _skip_name(name: str) -> bool:
     base = name.rstrip("/").rsplit("/", 1)[-1]
     return base.startswith(("_", ".")) or INDEX_SUFFIX + "/" in name + "/" or base.endswith(INDEX_SUFFIX)
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a glob over ``/``-separated keys the way :func:`glob.glob` reads it over local paths.
+
+    S3 has no folders, so matching whole keys with ``fnmatch`` lets ``*`` run across ``/``: ``run1/*.txt``
+    would pick up ``run1/sub/c.txt``, which neither a local glob nor Hadoop's does. Translating one component
+    at a time keeps ``*``, ``?`` and ``[...]`` inside it; and, as glob.glob does, a wildcard component skips
+    names starting with ``.`` unless it starts with ``.`` itself, so both backends list the same objects.
+    Use with ``fullmatch``.
+    """
+    return re.compile("/".join(_glob_component(c) for c in pattern.split("/")))
+
+
+def _glob_component(comp: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(comp)
+    while i < n:
+        c = comp[i]
+        i += 1
+        if c == "*":
+            if not out or out[-1] != "[^/]*":  # runs of * are one *: no needless backtracking
+                out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            # Where the class ends, exactly as fnmatch decides: a leading ']' (after an optional '!') is literal.
+            j = i
+            if j < n and comp[j] == "!":
+                j += 1
+            if j < n and comp[j] == "]":
+                j += 1
+            while j < n and comp[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))  # unclosed: a literal '['
+            else:
+                out.append(_glob_class(comp[i:j]))
+                i = j + 1
+        else:
+            out.append(re.escape(c))
+    regex = "".join(out)
+    if any(ch in comp for ch in _GLOB_CHARS) and not comp.startswith("."):
+        regex = r"(?!\.)" + regex
+    return regex
+
+
+def _glob_class(body: str) -> str:
+    # fnmatch's rules: '!' negates, a '-' between two characters is a range (an empty range matches nothing),
+    # anything else -- '^', '\\', '&&' -- is literal. A negated class must still not match '/'.
+    negate = body.startswith("!")
+    if negate:
+        body = body[1:]
+    items: list[str] = []
+    k = 0
+    while k < len(body):
+        if k + 2 < len(body) and body[k + 1] == "-":
+            lo, hi = body[k], body[k + 2]
+            k += 3
+            if lo <= hi:
+                items.append(f"{re.escape(lo)}-{re.escape(hi)}")
+        else:
+            items.append(re.escape(body[k]))
+            k += 1
+    if not items:
+        return "[^/]" if negate else "(?!)"
+    return f"[^{''.join(items)}/]" if negate else f"[{''.join(items)}]"
 
 
 # ----------------------------------------------------------------------------------------------- local
@@ -457,6 +523,7 @@ class S3Storage:
         globbing = any(c in key for c in _GLOB_CHARS)
         if globbing:
             prefix = key[: min(key.index(c) for c in _GLOB_CHARS if c in key)]
+            regex = glob_to_regex(key)
         else:
             # An exact key is one object; otherwise the key is a "folder" prefix.
             if key and not key.endswith("/"):
@@ -465,10 +532,15 @@ class S3Storage:
                 except ObjectNotFoundError:
                     pass
             prefix = key.rstrip("/") + "/" if key else ""
+        # No '/' left after the prefix: nothing below the next '/' can match, so let S3 stop there instead of
+        # sending the whole subtree (a folder of files next to a folder of a million parts).
+        delimiter = "/" not in key[len(prefix):]
         out: list[ObjectInfo] = []
         token: str | None = None
         while True:
             kwargs = {"Bucket": bucket, "Prefix": prefix}
+            if delimiter:
+                kwargs["Delimiter"] = "/"
             if token:
                 kwargs["ContinuationToken"] = token
             page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), pattern, self.options)
@@ -476,7 +548,7 @@ class S3Storage:
                 k = obj["Key"]
                 if k.endswith("/") or _skip_name(k):
                     continue
-                if globbing and not fnmatch.fnmatchcase(k, key):
+                if globbing and not regex.fullmatch(k):
                     continue
                 if not globbing and "/" in k[len(prefix):]:
                     continue  # like Spark: a folder's own files, not its subfolders'

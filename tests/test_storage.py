@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -13,7 +15,7 @@ from conftest import BUCKET
 from flaky_proxy import FlakyProxy
 
 from pyspark_dataplug.errors import ObjectNotFoundError, StaleIndexError, StorageError
-from pyspark_dataplug.storage import IO_STATS, LocalStorage, S3Storage, StorageOptions, expand
+from pyspark_dataplug.storage import IO_STATS, LocalStorage, S3Storage, StorageOptions, expand, glob_to_regex
 
 
 @pytest.fixture
@@ -191,6 +193,71 @@ def test_anonymous_request_to_a_private_object_says_so(s3_server, blob):
     st = S3Storage(StorageOptions(endpoint_url=s3_server, anonymous=True))
     with pytest.raises(StorageError, match=r"blob\.bin: access denied .*anonymous request.*not public"):
         st.info(uri)
+
+
+# --- the same globs mean the same objects on S3 and on local disk
+
+TREE = ["run1/a.txt", "run1/b.txt", "run1/sub/c.txt", "run1/_SUCCESS", "run1/.hidden/e.txt",
+        "run1/a.txt.dataplug/text/manifest.json", "run2/d.txt"]
+
+
+@pytest.fixture(scope="module")
+def trees(s3_server, tmp_path_factory):
+    local = tmp_path_factory.mktemp("tree")
+    s3 = f"s3://{BUCKET}/tree-{uuid.uuid4().hex[:8]}"
+    for name in TREE:
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_bytes(name.encode())
+        _put(s3_server, f"{s3.split('/', 3)[3]}/{name}", name.encode())
+    return {"local": (str(local), None), "s3": (s3, StorageOptions(endpoint_url=s3_server))}
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("run1/*.txt", ["run1/a.txt", "run1/b.txt"]),
+    ("run1/?.txt", ["run1/a.txt", "run1/b.txt"]),
+    ("run*/*.txt", ["run1/a.txt", "run1/b.txt", "run2/d.txt"]),
+    ("run?/*", ["run1/a.txt", "run1/b.txt", "run2/d.txt"]),
+    ("run1/", ["run1/a.txt", "run1/b.txt"]),
+    ("run1", ["run1/a.txt", "run1/b.txt"]),
+    ("run1/[ab].txt", ["run1/a.txt", "run1/b.txt"]),
+    ("run1/[!a].txt", ["run1/b.txt"]),
+    ("run1/[a-c].txt", ["run1/a.txt", "run1/b.txt"]),
+    ("run1/*/*.txt", ["run1/sub/c.txt"]),  # not .hidden/e.txt: a wildcard never matches a leading '.'
+    ("run1/.*/*.txt", ["run1/.hidden/e.txt"]),
+    ("*/sub/*.txt", ["run1/sub/c.txt"]),
+    ("run1/sub/c.txt", ["run1/sub/c.txt"]),
+    ("run1/*.csv", None),
+    ("run1/[c-z].txt", None),
+])
+def test_listing_is_the_same_on_s3_and_local(trees, pattern, expected):
+    for kind, (root, options) in trees.items():
+        if expected is None:
+            with pytest.raises(ObjectNotFoundError, match="matches no"):
+                expand([f"{root}/{pattern}"], options)
+            continue
+        got = [o.uri[len(root) + 1:] for o in expand([f"{root}/{pattern}"], options)]
+        assert got == expected, kind
+
+
+def test_s3_listing_stops_at_the_folder_when_it_can(s3_server, trees):
+    root = trees["s3"][0]
+    with FlakyProxy(s3_server) as proxy:
+        opts = StorageOptions(endpoint_url=proxy.endpoint)
+        expand([f"{root}/run1/*.txt"], opts)
+        assert "delimiter=%2F" in proxy.requests[-1][1]
+        expand([f"{root}/run*/*.txt"], opts)  # '/' after the wildcard: the whole prefix must be listed
+        assert "delimiter" not in proxy.requests[-1][1]
+
+
+def test_glob_components_match_like_fnmatch():
+    # Within one path component the S3 translation must agree with fnmatch (what glob.glob uses locally).
+    rng = random.Random(7)
+    for _ in range(5000):
+        pattern = "".join(rng.choice("ab-!^]*?[\\.") for _ in range(rng.randint(1, 7)))
+        name = "".join(rng.choice("ab-!^]\\[c") for _ in range(rng.randint(0, 5)))
+        if pattern.startswith("."):
+            continue  # leading dots follow glob's hidden-file rule, tested above
+        assert bool(glob_to_regex(pattern).fullmatch(name)) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
 
 
 def test_local_paths_and_file_uris(tmp_path):
