@@ -260,6 +260,30 @@ def test_glob_components_match_like_fnmatch():
         assert bool(glob_to_regex(pattern).fullmatch(name)) == fnmatch.fnmatchcase(name, pattern), (pattern, name)
 
 
+# --- options reach boto3
+
+
+def test_anonymous_requests_are_unsigned(s3_server):
+    data = b"public\n"
+    key = f"storage/{uuid.uuid4().hex[:8]}/public.txt"
+    boto3.client("s3", endpoint_url=s3_server).put_object(Bucket=BUCKET, Key=key, Body=data, ACL="public-read")
+    uri = f"s3://{BUCKET}/{key}"
+    with FlakyProxy(s3_server) as proxy:
+        assert S3Storage(StorageOptions(endpoint_url=proxy.endpoint, anonymous=True)).info(uri).size == len(data)
+        assert "authorization" not in {k.lower() for k in proxy.headers[-1]}
+        S3Storage(StorageOptions(endpoint_url=proxy.endpoint)).info(uri)
+        assert proxy.headers[-1]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+
+
+@pytest.mark.parametrize(("region", "scope"), [("eu-west-3", "eu-west-3"), (None, "us-east-1")])
+def test_region_is_the_signing_region(s3_server, blob, region, scope):
+    uri, _ = blob
+    with FlakyProxy(s3_server) as proxy:
+        S3Storage(StorageOptions(endpoint_url=proxy.endpoint, region=region)).info(uri)
+        # Credential=<key>/<date>/<region>/s3/aws4_request; None falls back to AWS_DEFAULT_REGION (conftest)
+        assert f"/{scope}/s3/aws4_request" in proxy.headers[-1]["Authorization"]
+
+
 def test_local_paths_and_file_uris(tmp_path):
     p = tmp_path / "a.txt"
     p.write_bytes(b"hello\n")
