@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -143,14 +144,17 @@ class GzipScan:
     points: list[list[int]]  # [u, c, bits, win_off, win_len]
     blob: bytes
     size: int
+    head: dict | None = None  # what the caller's ``head`` callback made of the first bytes
 
 
-def seek_points(storage: Storage, info: ObjectInfo, spacing: int) -> GzipScan:
+def seek_points(storage: Storage, info: ObjectInfo, spacing: int,
+                head: Callable[[bytes, bool], dict | None] | None = None, max_head: int = 16 << 20) -> GzipScan:
     """One streaming pass of ``indexed_gzip`` over the object: its seek points and uncompressed size.
 
     Records are counted afterwards, in parallel, by tasks that each inflate a run of points
     (:func:`inflate`): the C indexer alone is faster than a zlib pass, and the counting spreads over the
-    cluster instead of adding a second sequential pass.
+    cluster instead of adding a second sequential pass. ``head(first_bytes, complete)`` is given growing
+    prefixes of the uncompressed data until it returns a result (a format sniffing its line separator).
     """
     import indexed_gzip
 
@@ -163,13 +167,24 @@ def seek_points(storage: Storage, info: ObjectInfo, spacing: int) -> GzipScan:
         f.build_full_index()
         sink = _IndexSink()
         f.export_index(fileobj=sink)
+        sniffed = None
+        if head is not None:
+            n = 64 << 10
+            while True:
+                f.seek(0)
+                first = f.read(n)
+                complete = len(first) < n
+                sniffed = head(first, complete)
+                if sniffed is not None or complete or n >= max_head:
+                    break
+                n *= 4
     except Exception as e:  # indexed_gzip raises ZranError/IOError/ValueError for bad streams
         raise FormatError(info.uri, raw.tell(), f"corrupt or truncated gzip stream ({type(e).__name__}: {e})") from e
     finally:
         f.close()
     assert sink.header is not None
     points = sorted([u, c, bits, off, n] for c, u, bits, _has, off, n in sink.points)
-    return GzipScan(points, sink.blob.getvalue(), int(sink.header[4]))
+    return GzipScan(points, sink.blob.getvalue(), int(sink.header[4]), sniffed)
 
 
 def _shift(data: bytes, bits: int) -> bytes:
@@ -181,10 +196,12 @@ def _shift(data: bytes, bits: int) -> bytes:
 
 
 def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None, want: int,
-            object_size: int) -> bytes | memoryview:
+            object_size: int, partial: bool = False) -> bytes | memoryview:
     """``want`` uncompressed bytes from a seek point, given compressed bytes ``comp`` from ``comp_start``.
 
     ``comp_start`` is ``point_c - 1`` when ``bits`` (the point starts inside that byte), else ``point_c``.
+    ``partial``: ``comp`` is a prefix of the rest of the object, so running out of it returns what it
+    gave instead of failing (the caller fetches more if that was not enough).
     """
     out: list[bytes] = []
     got = 0
@@ -202,6 +219,8 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     if got >= want:
         return _first(out, want)
     if not d.eof:
+        if partial:
+            return _first(out, want)
         # ran out of input inside the member
         raise FormatError(uri, comp_start + len(comp), f"gzip data ends early: {got} of {want} bytes inflated "
                           "(truncated object, or it changed since it was indexed)")
@@ -220,6 +239,8 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
         if comp[nxt: nxt + 2] == MAGIC:
             rest_at = nxt
             break
+    if rest_at is None and partial and candidates[-1] + 10 - comp_start > len(comp):
+        return _first(out, want)  # the next member starts past what was fetched
     if rest_at is None:
         raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
     rest = comp[rest_at:]
@@ -238,9 +259,11 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
         if got >= want:
             break
         if not d.eof:
+            if partial:
+                break
             raise FormatError(uri, comp_start + len(comp), "gzip data ends early (truncated object?)")
         rest = d.unused_data
-    if got < want:
+    if got < want and not partial:
         raise FormatError(uri, comp_start + len(comp), f"gzip stream ended after {got} of {want} bytes "
                           "(truncated, or changed since it was indexed)")
     return _first(out, want)

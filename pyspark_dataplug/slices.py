@@ -76,11 +76,28 @@ class Slice:
                 for r in self.ranges]
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Fetch and decode: Arrow record batches in the format's schema."""
+        """Fetch and decode: Arrow record batches in the format's schema.
+
+        When the index says how many rows the slice holds, any other count is an error -- for every
+        format, whatever its decoder does -- so a changed object or a decoder bug never yields a silently
+        short (or long) result.
+        """
+        from .errors import FormatError
         from .formats import get_format
 
         fmt = get_format(self.format, self.params)
-        yield from fmt.decode(self, self.fetch())
+        produced = 0
+        for batch in fmt.decode(self, self.fetch()):
+            produced += batch.num_rows
+            if self.rows is not None and produced > self.rows:
+                break
+            yield batch
+        if self.rows is not None and produced != self.rows:
+            span = ", ".join(f"[{r.start}, {r.end})" for r in self.ranges if r.uri == self.uri)
+            raise FormatError(self.uri, self.ranges[-1].start if self.ranges else None,
+                              f"the slice {span} gave {'more than ' if produced > self.rows else ''}{produced} rows "
+                              f"where its index promises {self.rows}: the object is not what was indexed; rebuild "
+                              f"its index (dataplug index --force --format {self.format} {self.uri})")
 
     def get(self) -> pa.Table:
         """The whole slice as one ``pyarrow.Table`` (the seed Dataplug API's ``get()``)."""

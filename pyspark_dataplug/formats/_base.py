@@ -57,11 +57,13 @@ class Format(ABC):
         return {}
 
     @abstractmethod
-    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str) -> list[dict[str, Any]]:
+    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str,
+                    storage: StorageOptions | None = None) -> list[dict[str, Any]]:
         """JSON-able descriptors of map tasks for one object; each runs as one Spark task.
 
         ``head`` holds the object's first bytes (to sniff compression); ``index_dir`` is where a task may
-        write a blob of its own (e.g. gzip windows) that the manifest will name.
+        write a blob of its own (e.g. gzip windows) that the manifest will name; ``storage`` lets the driver
+        read a little more of the object when planning needs it (a CSV's line separator).
         """
 
     @abstractmethod

@@ -1,29 +1,39 @@
 """Shared machinery of line-based formats (text, CSV, FASTQ): exact record boundaries from a map-reduce.
 
-A *record* ends at a terminator: a newline byte that a small state machine accepts (every newline for
-text; every fourth, counted from the start of the object, for FASTQ; newlines outside quotes for CSV).
-A map task cannot know the state at the start of its chunk, so for every sub-chunk of ``indexSpacing``
-bytes it reports what happens from *each* possible start state (terminator count, first terminator, end
-state). The reduce then walks the sub-chunks in order with the true state -- 0 at the start of the object
--- and keeps, for each sub-chunk start ``p``, the first record start ``R >= p`` and the number of records
-before it. Records are never guessed from content ('@' at a line start is also a valid quality line).
+**The invariant every line format keeps: index chunks start at line starts.** A chunk edge is never the
+nominal offset ``p`` (a multiple of ``indexSpacing``, or a gzip seek point) but the first *line start*
+after a line separator lying wholly at or after ``p`` (:meth:`LineFormat.line_start_after`; the object's
+start is one too). Both tasks that meet at ``p`` compute that edge from the bytes from ``p`` on, so they
+agree without seeing each other's data. Because edges are line starts, the only state that crosses one is
+the format's state *at a line start*, a small number (``n_states``): none for text, the line number within
+a 4-line record for FASTQ, "outside or inside a quoted field" for CSV. Escapes, "just after a quote",
+comment lines and CRLF pairs never cross a line separator, so they never cross an edge.
 
-A slice of records ``[a, b)`` reads from the last index point at or before record ``a`` to the first
-index point at or after record ``b``: one ranged read at most two index spacings longer than its records.
+A map task cannot know that state, so for every chunk it reports what happens from *each* possible
+state: records ended, the first one's end, the state at the chunk's end, whether a record is still open,
+where an unterminated quote opened, and the first malformed byte. The reduce walks the chunks in order
+from state 0 at the object's start and keeps, for each chunk, the first record start ``R`` at or after
+its edge and the number of records before it. Records are never guessed from content ('@' at a line
+start is also a valid quality line). Each chunk also gets a CRC32 of its first bytes: slices read those
+bytes anyway and check them, so an object replaced after indexing (same size, same mtime) is caught.
+
+A slice of records ``[a, b)`` reads from the edge of the last index point at or before record ``a`` to the
+record start of the first point at or after record ``b``, and must find there exactly as many records as
+the index counted between those two points: not one fewer, not one more.
 """
 
 from __future__ import annotations
 
-import base64
 import zlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .. import gz
-from ..errors import FormatError
+from ..errors import FormatError, StaleIndexError
 from ..gz import is_gzip
 from ..options import Opt
 from ..slices import ByteRange, Slice
@@ -42,14 +52,20 @@ DEFAULT_SPACING = 1 << 20
 #: uncompressed bytes between gzip seek points. Each costs a 32 KiB window (8-16 KiB zlib-compressed);
 #: measured on FASTQ.gz (gzip -6): 2m -> 1.6% of the object, 4m -> 0.8%, 8m -> 0.4%, 16m -> 0.2%
 DEFAULT_GZIP_SPACING = 8 << 20
-#: first bytes of an object kept at build time (a CSV header is read from them)
+#: first bytes of an object kept at build time
 HEAD_BYTES = 64 << 10
+#: the longest first line (e.g. a CSV header) read to sniff an object's line separator
+MAX_HEAD_BYTES = 16 << 20
 #: compressed bytes read past the bound of a gzip slice: a block header and zlib's look-ahead
 GZIP_SLACK = 64 << 10
+#: bytes read past a map task's end to find the line start where its last chunk ends (doubled as needed)
+LOOKAHEAD = 64 << 10
 #: bytes one index-build map task scans; a multiple of the spacing, so sub-chunks never straddle tasks
 SPLIT_BYTES = 64 << 20
 #: decoded input bytes per Arrow batch: large enough to amortise per-batch costs, small for memory
 BATCH_BYTES = 8 << 20
+#: bytes at each chunk edge whose CRC32 the index keeps and every slice checks
+FINGERPRINT_BYTES = 256
 
 LINE_OPTIONS = (
     Opt("indexSpacing", "size", DEFAULT_SPACING,
@@ -57,6 +73,24 @@ LINE_OPTIONS = (
     Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING,
         doc="index build: uncompressed bytes between gzip seek points"),
 )
+
+
+@dataclass
+class LineScan:
+    """What a buffer that starts at a line start holds, read from one start state.
+
+    ``ends``: position of the ``\\n`` that ends each record. ``state``: the state after the buffer
+    (meaningful at a line start). ``pending``: a record has begun and not ended. ``open_at``: where an
+    unterminated construct began (a CSV quote; -1: before the buffer or none). ``bad``: offset of the first
+    malformed byte, -1 if none; ``why`` says what is wrong there.
+    """
+
+    ends: np.ndarray
+    state: int = 0
+    pending: bool = False
+    open_at: int = -1
+    bad: int = -1
+    why: str = ""
 
 
 def lines_array(buf: np.ndarray, newlines: np.ndarray | None = None) -> pa.StringArray:
@@ -89,9 +123,14 @@ def terminated(buf: np.ndarray, newlines: np.ndarray | None = None) -> tuple[np.
     return buf, nl
 
 
-class LineFormat(Format):
-    """Base of formats whose records are runs of lines; subclasses say which newlines end a record."""
+def fingerprint(data: np.ndarray | bytes | memoryview) -> int:
+    return zlib.crc32(data)
 
+
+class LineFormat(Format):
+    """Base of formats whose records are runs of lines; subclasses say which line breaks end a record."""
+
+    #: states at a line start (see the module docstring); 0 is "a record starts here"
     n_states: ClassVar[int] = 1
     # bytes first (the default): its cuts snap to index points, so neighbouring slices never read the same
     # bytes twice; equal record counts must cut between index points, re-reading up to one spacing per cut
@@ -101,16 +140,26 @@ class LineFormat(Format):
     }
     options: ClassVar[tuple[Opt, ...]] = LINE_OPTIONS
 
-    # -- the state machine ----------------------------------------------------------------------------
-    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        """Positions of the terminators in ``buf`` when it starts in ``state``, and the end state.
+    # -- the record machine (what subclasses change) -------------------------------------------------
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
+        """Records of ``buf``, which starts at a line start in ``state``; ``eof``: it ends the object."""
+        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
+        return LineScan(nl, 0, bool(len(buf) and buf[-1] != NL))
 
-        ``newlines``: the positions of every line break in ``buf``, when the caller has them already.
+    def line_start_after(self, buf: np.ndarray, p: int) -> int | None:
+        """The first line start after a line separator that lies wholly in ``buf[p:]``; None if none."""
+        k = np.flatnonzero(buf[p:] == NL)
+        return p + int(k[0]) + 1 if len(k) else None
+
+    def check_end(self, uri: str, size: int, sc: LineScan) -> None:
+        """Raise if the object cannot end like this (e.g. inside a FASTQ record or a CSV quote)."""
+
+    def sniff(self, uri: str, head: bytes, complete: bool) -> dict[str, Any] | None:
+        """Params read off the object's first bytes that scanning needs (CSV: its line separator).
+
+        ``complete``: ``head`` is the whole object. None means: more bytes are needed.
         """
-        return (np.flatnonzero(buf == NL) if newlines is None else newlines), 0
-
-    def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
-        """Raise if the object cannot end in this state (e.g. a truncated FASTQ record)."""
+        return {}
 
     def first_record(self) -> int:
         """Records at the start of every object that are not data (a CSV header)."""
@@ -124,43 +173,98 @@ class LineFormat(Format):
     def gzip_spacing(self) -> int:
         return int(self.params.get("gzipSpacing") or DEFAULT_GZIP_SPACING)
 
+    def _with(self, extra: Mapping[str, Any] | None) -> LineFormat:
+        return self if not extra else type(self)({**self.params, **extra})
+
     # -- index build --------------------------------------------------------------------------------
-    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str) -> list[dict[str, Any]]:
+    def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str,
+                    storage: StorageOptions | None = None) -> list[dict[str, Any]]:
         task = {"uri": info.uri, "etag": info.etag, "size": info.size}
         if is_gzip(head):
             # one sequential pass: a gzip stream cannot be entered without a seek point
             return [{**task, "codec": "gzip", "index_dir": index_dir}]
+        sniffed = self._sniff_object(info, storage)
         split = max(self.spacing, SPLIT_BYTES // self.spacing * self.spacing)
-        return [{**task, "start": s, "end": min(info.size, s + split)} for s in range(0, info.size, split)]
+        return [{**task, "start": s, "end": min(info.size, s + split), "sniff": sniffed}
+                for s in range(0, info.size, split)]
+
+    def _sniff_object(self, info: ObjectInfo, storage: StorageOptions | None) -> dict[str, Any]:
+        st = get_storage(info.uri, storage)
+        n = min(info.size, HEAD_BYTES)
+        while True:
+            head = st.read(info.uri, 0, n, etag=info.etag) if n else b""
+            sniffed = self.sniff(info.uri, head, n >= info.size)
+            if sniffed is not None:
+                return sniffed
+            if n >= min(info.size, MAX_HEAD_BYTES):
+                raise FormatError(info.uri, n, f"no line break in the first {n} bytes: the first line is longer "
+                                  f"than the {MAX_HEAD_BYTES >> 20} MiB this reader accepts")
+            n = min(info.size, n * 4)
 
     def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
         if task.get("codec") == "gzip":
             return [self._gzip_points(task, storage)]
+        fmt = self._with(task.get("sniff"))
         if task.get("codec") == "gzip-count":
-            return self._gzip_count(task, storage)
-        start, end = int(task["start"]), int(task["end"])
-        st = get_storage(task["uri"], storage)
-        data = np.frombuffer(st.read(task["uri"], start, end, etag=task.get("etag")), dtype=np.uint8)
-        chunks = [(start + off, data[off: off + self.spacing]) for off in range(0, len(data), self.spacing)]
-        return self._scan_chunks(chunks, data if start == 0 else None)
+            return fmt._gzip_count(task, storage)
+        return fmt._plain_map(task, storage)
 
-    def _scan_chunks(self, chunks: list[tuple[int, np.ndarray]], head: np.ndarray | None) -> list[dict[str, Any]]:
-        """For each chunk and each possible start state: terminators, first one, ends-on-one, end state."""
+    def _plain_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
+        uri, size = task["uri"], int(task["size"])
+        start, end = int(task["start"]), int(task["end"])
+        st = get_storage(uri, storage)
+        stop = min(size, end + LOOKAHEAD)
+        while True:
+            data = np.frombuffer(st.read(uri, start, stop, etag=task.get("etag")), dtype=np.uint8)
+            rel = None if end >= size else self.line_start_after(data, end - start)
+            if end >= size or rel is not None or stop >= size:
+                break
+            stop = min(size, stop + 2 * (stop - end))  # a line longer than the look-ahead: read more
+        last = start + rel if rel is not None else size
+        rows = self._scan_chunks(data, start, list(range(start, end, self.spacing)), last, size)
+        if start == 0 and rows:
+            rows[0]["sniff"] = task.get("sniff") or {}  # the reduce keeps it in the manifest
+        return rows
+
+    def _edges(self, data: np.ndarray, base: int, nominal: list[int], last: int) -> list[int]:
+        """Chunk edges (absolute) for the nominal offsets, then ``last``: line starts, deduplicated."""
+        edges: list[int] = []
+        for p in nominal:
+            if p == 0:
+                e = 0  # the object's start is a line start
+            else:
+                rel = self.line_start_after(data, p - base)
+                e = last if rel is None else min(base + rel, last)
+            if not edges or e > edges[-1]:
+                edges.append(e)
+        if not edges or edges[-1] < last:
+            edges.append(last)
+        return edges
+
+    def _scan_chunks(self, data: np.ndarray, base: int, nominal: list[int], last: int,
+                     size: int) -> list[dict[str, Any]]:
+        """For each chunk and each possible start state: what the reduce needs (see the module docstring)."""
+        edges = self._edges(data, base, nominal, last)
         rows = []
-        for at, sub in chunks:
+        for a, b in zip(edges, edges[1:], strict=False):
+            sub = data[a - base: b - base]
+            eof = b >= size
             newlines = np.flatnonzero(sub == NL)
             per_state = []
             for s in range(self.n_states):
-                ends, end_state = self.record_ends(sub, s, newlines)
+                sc = self.scan(sub, s, eof, newlines)
                 per_state.append([
-                    len(ends),
-                    int(ends[0]) + at if len(ends) else -1,
-                    bool(len(ends) and ends[-1] == len(sub) - 1),
-                    int(end_state),
+                    len(sc.ends),
+                    int(sc.ends[0]) + a if len(sc.ends) else -1,
+                    int(sc.state),
+                    bool(sc.pending),
+                    sc.open_at + a if sc.open_at >= 0 else -1,
+                    sc.bad + a if sc.bad >= 0 else -1,
+                    sc.why,
                 ])
-            rows.append({"chunk": at, "states": per_state})
-        if head is not None and rows:
-            rows[0]["head"] = base64.b64encode(head[:HEAD_BYTES].tobytes()).decode()
+            fp_len = min(FINGERPRINT_BYTES, b - a)
+            rows.append({"chunk": a, "end": b, "fp": fingerprint(sub[:fp_len]), "fp_len": fp_len,
+                         "states": per_state})
         return rows
 
     def _gzip_points(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
@@ -169,10 +273,11 @@ class LineFormat(Format):
         from ..storage import ObjectInfo
 
         info = ObjectInfo(task["uri"], int(task["size"]), task["etag"])
-        result = gz.seek_points(get_storage(info.uri, storage), info, self.gzip_spacing)
+        result = gz.seek_points(get_storage(info.uri, storage), info, self.gzip_spacing,
+                                head=lambda h, done: self.sniff(info.uri, h, done), max_head=MAX_HEAD_BYTES)
         blob = store_blob(task["index_dir"], "windows", result.blob, storage)
         return {"gzip_index": {"seeks": result.points, "size": result.size, "blob": blob,
-                               "blob_size": len(result.blob)}}
+                               "blob_size": len(result.blob), "sniff": result.head}}
 
     def build_followup(self, info: ObjectInfo, rows: list[dict[str, Any]], index_dir: str) -> list[dict[str, Any]]:
         """Stage 2 for gzip: count records in runs of seek intervals, each inflated from its first point."""
@@ -189,108 +294,113 @@ class LineFormat(Format):
             u, c, bits, win_off, win_len = seeks[k]
             c_end = info.size if m >= len(seeks) else min(info.size, int(seeks[m][1]) + GZIP_SLACK)
             tasks.append({"codec": "gzip-count", "uri": info.uri, "etag": info.etag, "size": info.size,
-                          "u": u, "c": c, "bits": bits, "window": [win_off, win_len],
-                          "blob": join_uri(index_dir, g["blob"]), "bounds": bounds[k: m + 1], "c_end": c_end})
+                          "usize": size, "u": u, "c": c, "bits": bits, "window": [win_off, win_len],
+                          "blob": join_uri(index_dir, g["blob"]), "bounds": bounds[k: m + 1], "c_end": c_end,
+                          "sniff": g.get("sniff") or {}})
             k = m
         return tasks
 
     def _gzip_count(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
-        uri, bounds = task["uri"], task["bounds"]
+        uri, bounds, usize = task["uri"], task["bounds"], int(task["usize"])
         c, bits = int(task["c"]), int(task["bits"])
         win_off, win_len = task["window"]
         window = None
         if win_len > 0:
             window = zlib.decompress(get_storage(task["blob"], storage).read(task["blob"], win_off, win_off + win_len))
         c_start = c - 1 if bits else c
-        comp = get_storage(uri, storage).read(uri, c_start, int(task["c_end"]), etag=task["etag"])
-        u0 = int(task["u"])
-        data = np.frombuffer(gz.inflate(uri, comp, c_start, c, bits, window, bounds[-1] - u0, int(task["size"])),
-                             dtype=np.uint8)
-        chunks = [(a, data[a - u0: b - u0]) for a, b in zip(bounds, bounds[1:], strict=False)]
-        return self._scan_chunks(chunks, data if u0 == 0 else None)
+        c_end = int(task["c_end"])
+        u0, end = int(task["u"]), int(bounds[-1])
+        st = get_storage(uri, storage)
+        while True:
+            # inflate the task's seek intervals plus a look-ahead that holds the line start ending its last chunk
+            comp = st.read(uri, c_start, c_end, etag=task["etag"])
+            want = min(usize, end + LOOKAHEAD) - u0
+            data = np.frombuffer(gz.inflate(uri, comp, c_start, c, bits, window, want, int(task["size"]),
+                                            partial=c_end < int(task["size"])), dtype=np.uint8)
+            last = usize if end >= usize else self.line_start_after(data, end - u0)
+            if last is not None or c_end >= int(task["size"]):
+                break
+            c_end = min(int(task["size"]), c_end + 2 * (c_end - c_start))
+        last = usize if last is None else (u0 + last if end < usize else usize)
+        return self._scan_chunks(data, u0, [int(b) for b in bounds[:-1]], last, usize)
 
-    def _walk(self, rows: list[dict[str, Any]], size: int) -> tuple[list[tuple[int, int, int]], int, int, bool]:
-        """The reduce: chunk results in order, from state 0 -> (chunk, record start, records before) points.
+    def _walk(self, uri: str, rows: list[dict[str, Any]], size: int) -> tuple[list[list[int]], int]:
+        """The reduce: chunk results in order from state 0 -> index points and the record count.
 
-        Each chunk gives the first record start at or after its own start, if one lies inside it.
-        Returns the points and the totals (terminators, end state, whether the last byte ends a record).
+        A point is ``[edge, record start, records before, fingerprint, fingerprint length]``: the first
+        record start at or after the chunk's edge (the edge itself when the chunk starts in state 0).
         """
-        points: list[tuple[int, int, int]] = []
-        state, terminators, prev_last_is_end = 0, 0, False
-        for i, row in enumerate(rows):
-            count, first_end, last_is_end, end_state = row["states"][state]
+        points: list[list[int]] = []
+        state, terminators, open_at, pending = 0, 0, -1, False
+        for row in rows:
+            count, first_end, end_state, pending, row_open, bad, why = row["states"][state]
+            if bad >= 0:
+                raise FormatError(uri, bad, why)
             p = row["chunk"]
-            if i == 0 or prev_last_is_end:
+            if state == 0:
                 point = (p, terminators)
             elif first_end >= 0 and first_end + 1 < size:
                 point = (first_end + 1, terminators + 1)
             else:
                 point = None  # no record starts in this chunk: the next point covers it
             if point is not None and point[0] < size and (not points or point[0] > points[-1][1]):
-                points.append((p, *point))
+                points.append([p, *point, row["fp"], row["fp_len"]])
             terminators += count
-            state, prev_last_is_end = end_state, last_is_end
-        return points, terminators, state, prev_last_is_end
+            state = end_state
+            open_at = row_open if row_open >= 0 else (open_at if end_state else -1)
+        final = LineScan(np.empty(0, np.int64), state, bool(pending), open_at)
+        self.check_end(uri, size, final)
+        return points, terminators + (1 if final.pending else 0)
 
     def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
-        if rows and "gzip_index" in rows[0]:
-            return self._gzip_reduce(info, rows[0]["gzip_index"], rows[1:])
         import pyarrow as pa
 
         from ..index.store import Index
 
+        gzip_index = rows[0]["gzip_index"] if rows and "gzip_index" in rows[0] else None
+        if gzip_index is not None:
+            rows = rows[1:]
+        size = int(gzip_index["size"]) if gzip_index else info.size
         rows = sorted(rows, key=lambda r: r["chunk"])
-        points, terminators, state, last_is_end = self._walk(rows, info.size)
-        self.check_end(info.uri, info.size, state, last_is_end)
-        records = terminators + (1 if info.size and not last_is_end else 0)
-        table = pa.table({"offset": pa.array([p[1] for p in points], pa.int64()),
-                          "records_before": pa.array([p[2] for p in points], pa.int64())})
-        head = base64.b64decode(rows[0].get("head", "")) if rows else b""
-        manifest = {
-            "compression": "none",
+        points, records = self._walk(info.uri, rows, size)
+        cols = {
+            "chunk": [p[0] for p in points],
+            "offset": [p[1] for p in points],
+            "records_before": [p[2] for p in points],
+            "fp": [p[3] for p in points],
+            "fp_len": [p[4] for p in points],
+        }
+        manifest: dict[str, Any] = {
             "index_params": self.index_params(),
             "records": records,
-            "uncompressed_size": info.size,
-            "spacing": self.spacing,
-            "attrs": self.index_attrs(head),
-        }
-        return Index(manifest, {"points": table})
-
-    def _gzip_reduce(self, info: ObjectInfo, g: dict[str, Any], rows: list[dict[str, Any]]) -> Index:
-        import pyarrow as pa
-
-        from ..index.store import Index
-
-        size = int(g["size"])
-        rows = sorted(rows, key=lambda r: r["chunk"])
-        points, terminators, state, last_is_end = self._walk(rows, size)
-        self.check_end(info.uri, size, state, last_is_end)
-        seek_at = {p[0]: p for p in g["seeks"]}
-        # every chunk starts at a seek point: each index point carries the seek point it inflates from
-        table_rows = [[r, n, *seek_at[chunk]] for chunk, r, n in points]
-        cols = list(zip(*table_rows, strict=True)) if table_rows else [()] * 7
-        names = ["offset", "records_before", "seek_u", "seek_c", "seek_bits", "window_offset", "window_size"]
-        table = pa.table({n: pa.array(c, pa.int64()) for n, c in zip(names, cols, strict=True)})
-        seeks = pa.table({"u": pa.array([p[0] for p in g["seeks"]], pa.int64()),
-                          "c": pa.array([p[1] for p in g["seeks"]], pa.int64())})
-        head = base64.b64decode(rows[0].get("head", "")) if rows else b""
-        manifest = {
-            "compression": "gzip",
-            "index_params": self.index_params(),
-            "records": terminators + (1 if size and not last_is_end else 0),
             "uncompressed_size": size,
-            "spacing": self.gzip_spacing,
-            "attrs": self.index_attrs(head),
-            "blobs": {"windows": g["blob"]},
-            "blob_sizes": {"windows": int(g["blob_size"])},
         }
-        return Index(manifest, {"points": table, "seeks": seeks})
-
-    def index_attrs(self, head: bytes) -> dict:
-        """Extra manifest attributes derived from the object's first bytes (uncompressed), e.g. a CSV header."""
-        return {}
+        tables: dict[str, pa.Table] = {}
+        if gzip_index is None:
+            sniffed = rows[0].get("sniff") if rows else None
+            manifest.update(compression="none", spacing=self.spacing)
+        else:
+            # every chunk edge lies in a seek interval: each point carries the seek point it inflates from
+            seeks = gzip_index["seeks"]
+            su = np.array([s[0] for s in seeks], dtype=np.int64)
+            k = np.searchsorted(su, np.array(cols["chunk"], dtype=np.int64), side="right") - 1
+            for j, name in enumerate(("seek_u", "seek_c", "seek_bits", "window_offset", "window_size")):
+                cols[name] = [int(seeks[i][j]) for i in k]
+            tables["seeks"] = pa.table({"u": pa.array([s[0] for s in seeks], pa.int64()),
+                                        "c": pa.array([s[1] for s in seeks], pa.int64())})
+            sniffed = gzip_index.get("sniff")
+            manifest.update(compression="gzip", spacing=self.gzip_spacing, blobs={"windows": gzip_index["blob"]},
+                            blob_sizes={"windows": int(gzip_index["blob_size"])})
+        tables["points"] = pa.table({n: pa.array(c, pa.int64()) for n, c in cols.items()})
+        manifest["attrs"] = {"sniff": sniffed or {}}
+        return Index(manifest, tables)
 
     # -- planning -----------------------------------------------------------------------------------
+    def resolve(self, index: Index | None, head: bytes | None) -> dict[str, Any]:
+        if index is not None:
+            return dict(index.attrs.get("sniff") or {})
+        return {}
+
     def units(self, index: Index, strategy: str) -> int:
         if strategy == "records":
             return max(0, index.records - self.first_record())
@@ -322,19 +432,25 @@ class LineFormat(Format):
                 for a, b in zip(recs, recs[1:], strict=False)]
 
     def record_slice(self, index: Index, a: int, b: int, storage_options: StorageOptions) -> Slice:
-        """The slice of records ``[a, b)``: from the index point before ``a`` to the one after ``b``."""
+        """The slice of records ``[a, b)``: from the edge of the point before ``a`` to the point after ``b``."""
         points = index.tables["points"]
-        off = points.column("offset").to_numpy()
-        n = points.column("records_before").to_numpy()
+        col = {name: points.column(name).to_numpy() for name in ("chunk", "offset", "records_before")}
+        n = col["records_before"]
         src = index.source
         size = self.weight(index)
         i = int(np.searchsorted(n, a, side="right")) - 1
         j = int(np.searchsorted(n, b, side="left"))
-        start = int(off[i])
-        end = int(off[j]) if j < len(off) else size
-        context = {"skip": a - int(n[i]), "records": b - a, "eof": end == size, "first": a}
+        edge, start = int(col["chunk"][i]), int(col["offset"][i])
+        end = int(col["offset"][j]) if j < len(n) else size
+        total = (int(n[j]) if j < len(n) else index.records) - int(n[i])
+        fp = points.column("fp").to_numpy()[i:j]
+        fp_len = points.column("fp_len").to_numpy()[i:j]
+        fps = [[int(e), int(ln), int(f)] for e, ln, f in zip(col["chunk"][i:j], fp_len, fp, strict=True)
+               if e + ln <= end]
+        context: dict[str, Any] = {"edge": edge, "start": start, "end": end, "skip": a - int(n[i]),
+                                   "records": b - a, "total": total, "eof": end == size, "first": a, "fps": fps}
         if index.manifest.get("compression") != "gzip":
-            ranges: tuple[ByteRange, ...] = (ByteRange(src.uri, start, end),)
+            ranges: tuple[ByteRange, ...] = (ByteRange(src.uri, edge, end),)
         else:
             u, c, bits, win_off, win_size = (int(points.column(k)[i].as_py()) for k in
                                             ("seek_u", "seek_c", "seek_bits", "window_offset", "window_size"))
@@ -343,10 +459,10 @@ class LineFormat(Format):
             ranges = (ByteRange(src.uri, c_start, c_end),)
             if win_size > 0:
                 ranges = (ByteRange(index.blob_uri("windows"), win_off, win_off + win_size), *ranges)
-            context.update(codec="gzip", u=u, c=c, bits=bits, start=start, end=end, size=src.size,
-                           window=win_size > 0)
-        return Slice(format=self.name, uri=src.uri, etag=src.etag, ranges=ranges, params=self.params,
-                     context=context, storage=storage_options)
+            context.update(codec="gzip", u=u, c=c, bits=bits, size=src.size, window=win_size > 0)
+        params = {**self.params, **(index.attrs.get("sniff") or {})}  # this object's own line separator
+        return Slice(format=self.name, uri=src.uri, etag=src.etag, ranges=ranges, params=params,
+                     context=context, storage=storage_options, rows=b - a)
 
     @staticmethod
     def _gzip_range_end(index: Index, end: int) -> int:
@@ -378,7 +494,7 @@ class LineFormat(Format):
 
     # -- decoding -----------------------------------------------------------------------------------
     def uncompressed(self, slice_: Slice, buffers: list[bytes]) -> tuple[bytes | memoryview, int]:
-        """The slice's uncompressed bytes and the uncompressed offset where they start."""
+        """The slice's uncompressed bytes from its edge, and the uncompressed offset of the edge."""
         ctx = slice_.context
         codec = ctx.get("codec")
         if codec == "gzip":
@@ -386,26 +502,53 @@ class LineFormat(Format):
             comp_range = slice_.ranges[-1]
             data = gz.inflate(slice_.uri, buffers[-1], comp_range.start, int(ctx["c"]), int(ctx["bits"]), window,
                               int(ctx["end"]) - int(ctx["u"]), int(ctx["size"]))
-            skip = int(ctx["start"]) - int(ctx["u"])
-            return memoryview(data)[skip:], int(ctx["start"])  # a view: slices are 100s of MB
+            skip = int(ctx["edge"]) - int(ctx["u"])
+            return memoryview(data)[skip:], int(ctx["edge"])  # a view: slices are 100s of MB
         if codec == "auto" and gz.is_gzip(buffers[0][:2]):
             return gz.inflate_all(slice_.uri, buffers[0]), 0
         return buffers[0], slice_.ranges[0].start
 
+    def _check_fingerprints(self, slice_: Slice, raw: bytes | memoryview, base: int) -> None:
+        for pos, length, crc in slice_.context.get("fps") or ():
+            got = fingerprint(raw[pos - base: pos - base + length])
+            if got != crc:
+                raise StaleIndexError(
+                    f"{slice_.uri}: the bytes at offset {pos} differ from those indexed (CRC32 {got:08x}, indexed "
+                    f"{crc:08x}): the object changed since it was indexed; rebuild its index (dataplug index "
+                    f"--force --format {self.name} {slice_.uri})")
+
     def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
         raw, base = self.uncompressed(slice_, buffers)
-        buf = np.frombuffer(raw, dtype=np.uint8)
+        ctx = slice_.context
+        self._check_fingerprints(slice_, raw, base)
+        fmt: LineFormat = self
+        if ctx.get("codec") == "auto":  # read without an index: sniff what the index would have said
+            fmt = self._with(self.sniff(slice_.uri, bytes(raw[:MAX_HEAD_BYTES]), True))
+        elif "start" in ctx:
+            lead = int(ctx["start"]) - base
+            raw, base = raw[lead:], base + lead
+        yield from fmt._decode_records(slice_, np.frombuffer(raw, dtype=np.uint8), base)
+
+    def _decode_records(self, slice_: Slice, buf: np.ndarray, base: int) -> Iterator[pa.RecordBatch]:
         ctx = slice_.context
         skip, want, eof = int(ctx.get("skip", 0)), ctx.get("records"), bool(ctx.get("eof"))
         newlines = np.flatnonzero(buf == NL)  # found once per slice; every batch reuses its share
-        ends, end_state = self.record_ends(buf, 0, newlines)
-        stops = ends + 1
-        if eof and len(buf) and (len(stops) == 0 or stops[-1] != len(buf)):
-            self.check_end(slice_.uri, base + len(buf), end_state, False)
-            stops = np.append(stops, len(buf))
-        elif eof:
-            self.check_end(slice_.uri, base + len(buf), end_state, True)
+        sc = self.scan(buf, 0, eof, newlines)
+        if sc.bad >= 0:
+            raise FormatError(slice_.uri, base + sc.bad, sc.why)
+        stops = sc.ends + 1
+        if eof:
+            self.check_end(slice_.uri, base + len(buf), LineScan(sc.ends, sc.state, sc.pending,
+                                                                  sc.open_at + base if sc.open_at >= 0 else -1))
+            if sc.pending:
+                stops = np.append(stops, len(buf))
         avail = len(stops)
+        total = ctx.get("total")
+        if total is not None and avail != int(total):
+            raise StaleIndexError(
+                f"{slice_.uri}: found {avail} records in [{base}, {base + len(buf)}) where the index counted "
+                f"{total}: the object is different than when it was indexed; rebuild its index (dataplug index "
+                f"--force --format {self.name} {slice_.uri})")
         stop = avail if want is None else skip + int(want)
         if avail < stop:
             raise FormatError(

@@ -1,22 +1,25 @@
 """CSV: one row per record, the rows ``spark.read.csv(..., multiLine=True)`` returns with the same options.
 
-Record boundaries are newlines outside quoted fields (two-state machine: outside/inside quotes; an
-escaped quote does not toggle), so quoted fields may hold the separator, quotes and newlines and still
-split exactly. Parsing uses Arrow's CSV reader; rows with too few or too many fields fall back to
-Python's ``csv`` module and are padded with nulls or truncated, as Spark's PERMISSIVE mode does.
+Records and fields follow Spark's (univocity's) rules exactly, as written in ``_csvscan.py``: quotes
+open a field only at its start, escapes count only inside quotes, a quote followed by anything but a
+delimiter or a line break turns the field into an unquoted one, comment and empty lines are skipped, and
+the line separator is the object's first line break. Buffers the fast scan finds plain go through Arrow's
+CSV parser; the others, and rows with too few or too many fields, through the exact tokenizer, padded with
+nulls or truncated as Spark's PERMISSIVE mode does.
 
 ``inferSchema`` types (int, bigint, double, boolean, else string) are computed once, when the index is
 built, over every record -- as Spark does with ``inferSchema`` -- and stored in the index, so planning
 never scans data.
 
-Known differences to Spark: ``encoding`` must be UTF-8; dates and timestamps are inferred as strings; with
-the default ``escape`` (backslash), Spark returns doubled quotes (``"a""b"``) raw -- use
-``escape='"'`` for RFC 4180 files, as with Spark.
+Known differences to Spark: ``encoding`` must be UTF-8; dates and timestamps are inferred as strings; an
+object that ends inside a quoted field is an error naming the opening quote (Spark reads the rest of the
+object as one field); objects whose first line break is a lone CR are refused. As with Spark, the default
+``escape`` (backslash) reads RFC 4180 doubled quotes (``"a""b"``) as the raw text ``"a""b"`` -- use
+``escape='"'`` for such files.
 """
 
 from __future__ import annotations
 
-import csv as pycsv
 import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,9 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..cloudobject import by_strategy
-from ..errors import FormatError, OptionError
+from ..errors import FormatError, IndexMissingError, OptionError
 from ..options import Opt
-from ._lines import LINE_OPTIONS, NL, LineFormat
+from ._csvscan import IN, OUT, Dialect, detect_crlf, line_start_after, record_spans, scan, tokenize
+from ._lines import CR, LINE_OPTIONS, NL, LineFormat, LineScan
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,59 +73,63 @@ class CSV(LineFormat):
         self.sep = self.params.get("delimiter") or self.params.get("sep") or ","
         self.quote = self.params.get("quote", '"')
         self.escape = self.params.get("escape", "\\")
+        try:
+            self.dialect = Dialect.of(self.sep, self.quote, self.escape, self.params.get("comment"),
+                                      bool(self.params.get("crlf")))
+        except ValueError as e:
+            raise OptionError(str(e)) from e
 
-    # -- records --------------------------------------------------------------------------------------
+    # -- records: the exact machine of _csvscan ---------------------------------------------------------
     def first_record(self) -> int:
         return 1 if self.params.get("header") else 0
 
     def index_params(self) -> dict[str, Any]:
-        return {"quote": self.quote, "escape": self.escape}
+        # everything that moves a record boundary; header and types do not
+        return {"sep": self.sep, "quote": self.quote, "escape": self.escape, "comment": self.params.get("comment")}
 
-    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
-        if not self.quote:
-            return nl, 0
-        quotes = np.flatnonzero(buf == ord(self.quote))
-        if self.escape and self.escape != self.quote and len(quotes):
-            # an escaped quote (\") does not open or close a field
-            prev = quotes - 1
-            escaped = (prev >= 0) & (buf[np.maximum(prev, 0)] == ord(self.escape))
-            quotes = quotes[~escaped]
-        before = np.searchsorted(quotes, nl)
-        return nl[((before + state) & 1) == 0], (state + len(quotes)) & 1
+    def sniff(self, uri: str, head: bytes, complete: bool) -> dict[str, Any] | None:
+        crlf = detect_crlf(uri, head)
+        if crlf is None:
+            return {"crlf": False} if complete else None
+        return {"crlf": crlf}
 
-    def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
-        if state:
-            raise FormatError(uri, size, "the object ends inside a quoted field (unbalanced quote)")
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
+        sc = scan(buf, self.dialect, state)
+        return LineScan(sc.ends, sc.state, sc.pending, sc.open_at)
 
-    def index_attrs(self, head: bytes) -> dict:
-        if not head:
-            return {"first_record": None}
-        ends, _ = self.record_ends(np.frombuffer(head, np.uint8), 0)
-        first = head[: int(ends[0]) + 1] if len(ends) else head
-        return {"first_record": first.decode("utf-8", "replace")}
+    def line_start_after(self, buf: np.ndarray, p: int) -> int | None:
+        return line_start_after(buf, p, self.dialect)
+
+    def check_end(self, uri: str, size: int, sc: LineScan) -> None:
+        if sc.state == IN:
+            where = sc.open_at if sc.open_at >= 0 else None
+            raise FormatError(uri, where, f"a quoted field opened here is never closed (unbalanced {self.quote}). "
+                              "If this character is not a quote in this file, read it with option quote='' (or "
+                              "another quote character); Spark would read the rest of the object as one field")
 
     # -- schema ---------------------------------------------------------------------------------------
-    def _split_record(self, text: str) -> list[str]:
-        rows = list(pycsv.reader(io.StringIO(text), **self._dialect()))
-        return rows[0] if rows else []
-
-    def _dialect(self) -> dict[str, Any]:
-        if not self.quote:
-            return {"delimiter": self.sep, "quoting": pycsv.QUOTE_NONE, "escapechar": None}
-        double = self.escape == self.quote
-        return {"delimiter": self.sep, "quotechar": self.quote, "doublequote": double,
-                "escapechar": None if double else self.escape, "strict": False}
+    def first_fields(self, uri: str, head: bytes, complete: bool) -> list[str | None] | None:
+        """The fields of the first record in ``head``; None if it does not end there."""
+        fmt = self._with(self.sniff(uri, head, complete) or {})
+        buf = np.frombuffer(head, np.uint8)
+        sc = scan(buf, fmt.dialect, OUT)
+        if not len(sc.ends) and not (complete and sc.pending and sc.state == OUT):
+            return [] if complete else None
+        end = int(sc.ends[0]) + 1 if len(sc.ends) else len(buf)
+        first = buf[:end]
+        rows = tokenize(first, fmt.dialect, scan(first, fmt.dialect, OUT))
+        return [_text(uri, 0, v) for v in rows[0]] if rows else []
 
     def resolve(self, index: Index | None, head: bytes | None) -> dict[str, Any]:
+        out = super().resolve(index, head)
         if index is not None:
-            first = index.attrs.get("first_record")
+            fields = index.attrs.get("first_fields")
+            if fields is None:
+                raise IndexMissingError(f"{index.source.uri}: its csv index lacks the first record; rebuild it")
         else:
-            ends, _ = self.record_ends(np.frombuffer(head or b"", np.uint8), 0)
-            first = (head[: int(ends[0]) + 1] if len(ends) else (head or b"")).decode("utf-8", "replace")
-        fields = self._split_record(first.rstrip("\r\n")) if first else []
+            fields = self.first_fields("", head or b"", True) or []
         if self.params.get("header"):
-            names = _spark_header_names(fields)
+            names = _spark_header_names([f or "" for f in fields])
         else:
             names = [f"_c{i}" for i in range(len(fields))]
         types = ["string"] * len(names)
@@ -134,7 +142,8 @@ class CSV(LineFormat):
             if not self.params.get("header"):
                 parts.append(stats.get("first") or [])
             types = [_merge_all([p[i] if i < len(p) else None for p in parts]) for i in range(len(names))]
-        return {"columns": [[n, t] for n, t in zip(names, types, strict=True)]}
+        out["columns"] = [[n, t] for n, t in zip(names, types, strict=True)]
+        return out
 
     def arrow_schema(self) -> pa.Schema:
         import pyarrow as pa
@@ -142,7 +151,7 @@ class CSV(LineFormat):
         cols = self.params.get("columns") or []
         return pa.schema([pa.field(n, _arrow_type(t)) for n, t in cols])
 
-    # -- type inference at index build ------------------------------------------------------------------
+    # -- type inference (and the first record) at index build -----------------------------------------
     def stats_slices(self, index: Index, storage_options: Any) -> list[Slice]:
         """Slices to infer column types over: the first record alone (it may be a header), then the rest."""
         total = index.records
@@ -158,22 +167,28 @@ class CSV(LineFormat):
 
     def stats_map(self, slice_: Slice, buffers: list[bytes]) -> dict[str, Any]:
         """Narrowest type per column over the slice's records (positions; no names needed)."""
-        fmt = CSV({**self.params, "header": False, "columns": None})
+        fmt = CSV({**slice_.params, "header": False, "columns": None})
         types: list[str | None] = []
+        first: list[str | None] | None = None
         for batch in fmt.decode(slice_, buffers):
+            if slice_.context.get("first") == 0 and first is None and batch.num_rows:
+                first = [c[0].as_py() for c in batch.columns]
             for i, col in enumerate(batch.columns):
                 t = _infer(col)
                 if i < len(types):
                     types[i] = _merge(types[i], t)
                 else:
                     types.append(t)
-        return {"first": slice_.context.get("first") == 0, "types": types}
+        return {"first": slice_.context.get("first") == 0, "types": types, "first_fields": first}
 
     def stats_reduce(self, index: Index, rows: list[dict[str, Any]]) -> None:
         first: list[str | None] = []
         rest: list[str | None] = []
+        index.attrs["first_fields"] = []
         for row in rows:
             target = first if row["first"] else rest
+            if row["first"]:
+                index.attrs["first_fields"] = row.get("first_fields") or []
             for i, t in enumerate(row["types"]):
                 if i < len(target):
                     target[i] = _merge(target[i], t)
@@ -186,77 +201,121 @@ class CSV(LineFormat):
                        newlines: np.ndarray | None = None) -> pa.RecordBatch:
         import pyarrow as pa
 
+        d = self.dialect
+        sc = scan(buf, d, OUT)
         cols = self.params.get("columns")
-        if self.params.get("comment"):
-            buf = self._drop_comments(buf)
-        data = buf.tobytes()
         if cols is None:  # type inference: as many string columns as the first record has fields
-            ends, _ = self.record_ends(buf, 0)
-            first = data[: int(ends[0])] if len(ends) else data
-            cols = [[f"_c{i}", "string"] for i in range(len(self._split_record(first.decode("utf-8", "replace"))))]
+            spans = record_spans(buf, d, sc)
+            width = len(tokenize(buf[: int(spans[1][0])], d, scan(buf[: int(spans[1][0])], d, OUT))[0]) \
+                if len(spans[0]) else 0
+            cols = [[f"_c{i}", "string"] for i in range(width)]
         names = [n for n, _ in cols]
-        try:
-            table = self._parse_arrow(data, len(names))
-            strings = [table.column(i).combine_chunks() for i in range(len(names))] if len(table.columns) \
-                else [pa.array([], pa.string())] * len(names)
-        except pa.ArrowInvalid as e:
-            if "columns" not in str(e) and "Expected" not in str(e):
-                raise FormatError(slice_.uri, offset, f"CSV parse error: {e}") from e
-            strings = self._parse_ragged(slice_, data, offset, len(names))
+        strings = None
+        if sc.clean and _plain_line_breaks(buf, d, sc):
+            strings = self._parse_arrow(slice_, buf, sc, offset, len(names))
+        if strings is None:
+            strings = self._parse_exact(slice_, buf, sc, offset, len(names))
+        if len(strings) and len(strings[0]) != count:
+            raise FormatError(slice_.uri, offset, f"parsed {len(strings[0])} CSV records where {count} were expected")
         arrays = [_cast(s, t, slice_.uri, offset, n) for s, (n, t) in zip(strings, cols, strict=True)]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([pa.field(n, _arrow_type(t)) for n, t in cols]))
 
-    def _drop_comments(self, buf: np.ndarray) -> np.ndarray:
-        ends, _ = self.record_ends(buf, 0)
-        stops = np.append(ends + 1, len(buf)) if len(buf) and buf[-1] != NL else ends + 1
-        starts = np.concatenate(([0], stops[:-1])).astype(np.int64)
-        is_comment = buf[np.minimum(starts, len(buf) - 1)] == ord(self.params["comment"])
-        if not is_comment.any():
-            return buf
-        keep = np.repeat(~is_comment, stops - starts)
-        return buf[keep]
-
-    def _parse_arrow(self, data: bytes, ncols: int) -> pa.Table:
+    def _parse_arrow(self, slice_: Slice, buf: np.ndarray, sc: Any, offset: int, ncols: int) -> list[pa.Array] | None:
+        """Arrow's CSV parser, on a buffer the fast scan found plain; None: rows of another width."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.csv as pcsv
 
-        if not data.strip():
-            return pa.table({})
+        d = self.dialect
+        data = _plain_bytes(buf, d, sc)
+        if not data.strip(b"\r\n"):
+            return [pa.array([], pa.string()) for _ in range(ncols)]
         names = [f"f{i}" for i in range(ncols)]
-        double = self.quote and self.escape == self.quote
-        parse = pcsv.ParseOptions(
-            delimiter=self.sep,
-            quote_char=self.quote or False,
-            double_quote=bool(double),
-            escape_char=(self.escape if self.escape and not double else False),
-            newlines_in_values=True,
-            ignore_empty_lines=True,
-        )
+        parse = pcsv.ParseOptions(delimiter=self.sep, quote_char=self.quote or False, double_quote=True,
+                                  escape_char=False, newlines_in_values=True, ignore_empty_lines=True)
         read = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=max(1 << 20, len(data) + 1))
-        convert = pcsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            null_values=[""],
-        )
-        return pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                                      quoted_strings_can_be_null=True, null_values=[""])
+        try:
+            table = pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as e:
+            if "columns" in str(e) or "Expected" in str(e):
+                return None
+            raise FormatError(slice_.uri, offset, f"CSV parse error: {e}") from e
+        strings = [table.column(i).combine_chunks() for i in range(ncols)]
+        if d.crlf and len(sc.opens) and (buf == CR).any():
+            strings = [pc.replace_substring(s, "\r\n", "\n") for s in strings]  # Spark's reading of CRLF in quotes
+        return strings
 
-    def _parse_ragged(self, slice_: Slice, data: bytes, offset: int, ncols: int | None) -> list[pa.Array]:
-        """Slow path for rows of the wrong width: Python's csv module, then pad or truncate like Spark."""
+    def _parse_exact(self, slice_: Slice, buf: np.ndarray, sc: Any, offset: int, ncols: int) -> list[pa.Array]:
+        """The exact path: Spark's rules field by field, rows padded or truncated like PERMISSIVE mode."""
         import pyarrow as pa
 
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FormatError(slice_.uri, offset + e.start, "CSV is not valid UTF-8") from e
-        rows = [r for r in pycsv.reader(io.StringIO(text, newline=""), **self._dialect()) if r]
-        width = ncols if ncols is not None else max((len(r) for r in rows), default=0)
-        columns: list[list[str | None]] = [[] for _ in range(width)]
+        rows = tokenize(buf, self.dialect, sc)
+        columns: list[list[str | None]] = [[] for _ in range(ncols)]
         for r in rows:
-            for i in range(width):
-                v = r[i] if i < len(r) else None
-                columns[i].append(v if v != "" else None)
+            for i in range(ncols):
+                columns[i].append(_text(slice_.uri, offset, r[i]) if i < len(r) else None)
         return [pa.array(c, pa.string()) for c in columns]
+
+
+def _text(uri: str, offset: int, value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(uri, offset, f"CSV is not valid UTF-8 ({e})") from e
+
+
+def _outside(pos: np.ndarray, sc: Any) -> np.ndarray:
+    """Those of ``pos`` outside every quoted region."""
+    if not len(sc.opens) or not len(pos):
+        return pos
+    k = np.searchsorted(sc.opens, pos) - 1
+    kc = np.maximum(k, 0)
+    return pos[~((k >= 0) & (pos > sc.opens[kc]) & (pos < sc.closes[kc]))]
+
+
+def _plain_line_breaks(buf: np.ndarray, d: Dialect, sc: Any) -> bool:
+    """Arrow ends lines at any CR or LF; true if, outside quotes, those are exactly the separators."""
+    cr = _outside(np.flatnonzero(buf == CR), sc)
+    if not d.crlf:
+        return not len(cr)
+    nl = _outside(np.flatnonzero(buf == NL), sc)
+    return len(cr) == len(nl) and bool(np.array_equal(cr + 1, nl))
+
+
+def _plain_bytes(buf: np.ndarray, d: Dialect, sc: Any) -> bytes:
+    """The buffer as a standard parser must see it: comment lines dropped, escapes in quotes rewritten.
+
+    Inside quotes ``\\"`` becomes ``""`` (the parser runs with doubled quotes) and ``\\\\`` becomes one
+    backslash; an escape before anything else stays, as Spark keeps it.
+    """
+    keep = None
+    if sc.comments:
+        keep = np.ones(len(buf), dtype=bool)
+        for a, b in sc.comments:
+            keep[a:b] = False
+    if d.escape is not None and d.quote is not None:
+        e = np.flatnonzero(buf == d.escape)
+        e = e[~np.isin(e, _outside(e, sc))] if len(e) else e
+        if len(e):
+            buf = buf.copy()
+            keep = np.ones(len(buf), dtype=bool) if keep is None else keep
+            starts = np.ones(len(e), dtype=bool)
+            starts[1:] = e[1:] != e[:-1] + 1
+            run_id = np.cumsum(starts) - 1
+            first = e[starts]
+            rank = e - first[run_id]  # position within its run
+            run_len = np.bincount(run_id)
+            length = run_len[run_id]
+            nxt = buf[np.minimum(first[run_id] + length, len(buf) - 1)]
+            pair_first = (rank % 2 == 0) & (rank + 1 < length)  # the first of each escaped escape
+            keep[e[pair_first]] = False
+            lone_before_quote = (rank == length - 1) & (length % 2 == 1) & (nxt == d.quote)
+            buf[e[lone_before_quote]] = d.quote
+    return (buf if keep is None else buf[keep]).tobytes()
 
 
 def _spark_header_names(fields: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..cloudobject import by_strategy
 from ..errors import FormatError
-from ._lines import CR, NL, LineFormat, terminated
+from ._lines import CR, NL, LineFormat, LineScan, terminated
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -32,14 +32,61 @@ class FASTQ(LineFormat):
 
         return pa.schema([pa.field(n, pa.string()) for n in ("id", "description", "sequence", "quality")])
 
-    def record_ends(self, buf: np.ndarray, state: int, newlines: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
         nl = np.flatnonzero(buf == NL) if newlines is None else newlines
-        return nl[(3 - state) % 4:: 4], (state + len(nl)) % 4
+        n = len(buf)
+        if eof:
+            # blank lines at the end of the object are not lines (Biopython accepts them), except the one
+            # an empty last quality line needs
+            text = np.flatnonzero((buf != NL) & (buf != CR))
+            k = int(np.searchsorted(nl, text[-1])) if len(text) else -1  # the break ending the last text
+            if k < len(nl):
+                n = int(nl[k]) + 1 if k >= 0 else 0
+                if (state + k + 1) % 4 == 3 and k + 1 < len(nl):
+                    n = int(nl[k + 1]) + 1  # after a '+' line, one blank line is an empty quality line
+            nl = nl[nl < n]
+        partial = bool(n and buf[n - 1] != NL)
+        lines = len(nl) + partial
+        end_state = (state + lines) % 4
+        sc = LineScan(nl[(3 - state) % 4:: 4], end_state, partial and end_state == 0)
+        self._check_lines(buf[:n], nl, state, sc)
+        return sc
 
-    def check_end(self, uri: str, size: int, state: int, last_is_end: bool) -> None:
-        lines_in_last = (state + (0 if last_is_end or size == 0 else 1)) % 4
-        if lines_in_last:
-            raise FormatError(uri, size, f"truncated FASTQ record: the object ends {lines_in_last} line(s) into a "
+    def _check_lines(self, buf: np.ndarray, nl: np.ndarray, state: int, sc: LineScan) -> None:
+        """The first line that breaks the 4-line layout from ``state``: '@' and '+' lines, equal lengths.
+
+        Run at index build (from every state, so the true one is known when the reduce walks) as well as
+        at read: a record missing a line is found when the object is indexed, not in some later task.
+        """
+        if not len(buf):
+            return
+        starts = np.concatenate(([0], nl + 1))
+        ends = np.append(nl, len(buf))
+        if starts[-1] >= len(buf):
+            starts, ends = starts[:-1], ends[:-1]
+        role = (np.arange(len(starts)) + state) % 4
+        first = buf[np.minimum(starts, len(buf) - 1)]
+        empty = starts >= ends
+        lengths = ends - starts - ((ends > starts) & (buf[np.maximum(ends - 1, 0)] == CR))
+        bad_header = (role == 0) & (empty | (first != ord("@")))
+        bad_plus = (role == 2) & (empty | (first != ord("+")))
+        seq = np.flatnonzero(role == 1)
+        seq = seq[seq + 2 < len(starts)]
+        bad_len = np.zeros(len(starts), dtype=bool)
+        bad_len[seq + 2] = lengths[seq] != lengths[seq + 2]
+        for mask, why in ((bad_header, "a header line does not start with '@' (the record before it may be "
+                                       "missing a line)"),
+                          (bad_plus, "the third line of a record does not start with '+'"),
+                          (bad_len, "sequence and quality lengths differ")):
+            hit = np.flatnonzero(mask)
+            if len(hit) and (sc.bad < 0 or starts[hit[0]] < sc.bad):
+                sc.bad = int(starts[hit[0]])
+                detail = " (a blank line: blank lines are accepted only at the end)" if empty[hit[0]] else ""
+                sc.why = f"malformed FASTQ record: {why}{detail}"
+
+    def check_end(self, uri: str, size: int, sc: LineScan) -> None:
+        if sc.state:
+            raise FormatError(uri, size, f"truncated FASTQ record: the object ends {sc.state} line(s) into a "
                               "4-line record")
 
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
@@ -78,9 +125,13 @@ class FASTQ(LineFormat):
                   qual: Any) -> None:
         import pyarrow.compute as pc
 
+        repeated = pc.utf8_rtrim_whitespace(pc.utf8_slice_codeunits(plus, 1))
         checks = (
             (pc.starts_with(header, "@"), 0, "header line does not start with '@'"),
             (pc.starts_with(plus, "+"), 2, "third line of the record does not start with '+'"),
+            (pc.or_(pc.equal(pc.binary_length(repeated), 0),
+                    pc.equal(repeated, pc.utf8_rtrim_whitespace(pc.utf8_slice_codeunits(header, 1)))), 2,
+             "the title repeated on the '+' line differs from the header's"),
             (pc.equal(pc.binary_length(seq), pc.binary_length(qual)), 3,
              "sequence and quality lengths differ"),
         )
@@ -100,11 +151,14 @@ def _split_header(header: pa.StringArray) -> tuple[pa.Array, pa.Array]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = pc.utf8_split_whitespace(pc.utf8_slice_codeunits(header, 1), max_splits=1)
+    # leading whitespace first: '@ id desc' has id 'id', as Biopython's title.split(None, 1)
+    title = pc.utf8_ltrim_whitespace(pc.utf8_slice_codeunits(header, 1))
+    parts = pc.utf8_split_whitespace(title, max_splits=1)
     flat = parts.flatten()
     first = parts.offsets.to_numpy()[:-1]
-    has_desc = np.diff(parts.offsets.to_numpy()) == 2
-    ident = flat.take(pa.array(first.astype(np.int32)))
+    count = np.diff(parts.offsets.to_numpy())
+    has_desc = count == 2
+    ident = flat.take(pa.array(first.astype(np.int32), mask=count == 0)).fill_null("")
     desc = flat.take(pa.array((first + 1).astype(np.int32), mask=~has_desc))
     desc = pc.utf8_rtrim_whitespace(desc)
     desc = pc.if_else(pc.equal(pc.binary_length(desc), 0), pa.scalar(None, pa.string()), desc)

@@ -126,7 +126,7 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     owner: list[int] = []
     for i, info in enumerate(todo):
         head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, 64), etag=info.etag)
-        for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name)):
+        for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name), storage):
             tasks.append(t)
             owner.append(i)
     results = runner(fmt, storage, "map", tasks)
