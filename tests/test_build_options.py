@@ -57,3 +57,43 @@ def test_indexed_gzip_errors_at_open_name_the_object(local_store, monkeypatch):
     with pytest.raises(FormatError, match=r"r\.fastq\.gz at byte \d+: .*ZranError") as info:
         gz.seek_points(LocalStorage(), LocalStorage().info(uri), 1 << 20)
     assert info.value.uri == uri
+
+
+def test_a_build_naming_another_spacing_rebuilds_a_plain_build_reuses(local_store):
+    data = make_fastq(3000, seed=65)
+    uri = local_store.put("s.fastq", data)
+    first = CloudObject("fastq", uri, {"indexSpacing": "1m"}).preprocess()
+    assert first.indexed == [uri]
+    co = CloudObject("fastq", uri, {"indexSpacing": "64k"})
+    assert co.preprocess().indexed == [uri]  # was: "1 up to date", and the 1m index kept
+    index = co.dataset().indexes[0]
+    assert index.manifest["build_params"]["indexSpacing"] == 64 << 10
+    assert len(index.tables["points"]) > 1
+    assert co.preprocess().skipped == [uri]  # same spacing named again: up to date
+    assert CloudObject("fastq", uri).preprocess().skipped == [uri]  # none named: any index will do
+    # a read never rejects an index for its spacing, whatever spacing it names
+    assert _rows(CloudObject("fastq", uri, {"indexSpacing": "1m"})) == fastq_reference(data)
+
+
+def test_gzip_spacing_named_at_build_rebuilds(local_store):
+    uri = local_store.put("s.fastq.gz", gzip.compress(make_fastq(2000, seed=66)))
+    co = CloudObject("fastq", uri, {"gzipSpacing": "64k"})
+    co.preprocess()
+    fine = len(co.dataset().indexes[0].tables["seeks"])
+    co = CloudObject("fastq", uri, {"gzipSpacing": "256k"})
+    assert co.preprocess().indexed == [uri]
+    assert len(co.dataset().indexes[0].tables["seeks"]) < fine
+
+
+def test_an_index_without_recorded_build_params_is_rebuilt_only_when_one_is_named(local_store):
+    import json
+    from pathlib import Path
+
+    uri = local_store.put("old.fastq", make_fastq(100, seed=67))
+    summary = CloudObject("fastq", uri).preprocess()
+    manifest = Path(summary.locations[uri]) / "manifest.json"
+    m = json.loads(manifest.read_text())
+    del m["build_params"]  # as written before build options were recorded
+    manifest.write_text(json.dumps(m))
+    assert CloudObject("fastq", uri).preprocess().skipped == [uri]
+    assert CloudObject("fastq", uri, {"indexSpacing": "1m"}).preprocess().indexed == [uri]

@@ -52,9 +52,9 @@ SPLIT_BYTES = 64 << 20
 BATCH_BYTES = 8 << 20
 
 LINE_OPTIONS = (
-    Opt("indexSpacing", "size", DEFAULT_SPACING, bounds=(1 << 10, 1 << 30),
+    Opt("indexSpacing", "size", DEFAULT_SPACING, bounds=(1 << 10, 1 << 30), build=True,
         doc="index build: bytes between index points (smaller: finer cuts, bigger index)"),
-    Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING, bounds=(gz.MIN_SPACING, gz.MAX_SPACING),
+    Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING, bounds=(gz.MIN_SPACING, gz.MAX_SPACING), build=True,
         doc="index build: uncompressed bytes between gzip seek points; more than the 32 KiB window each stores"),
 )
 
