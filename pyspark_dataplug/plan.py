@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataplugError, IndexMissingError, OptionError
+from .errors import IndexMissingError, ObjectNotFoundError, OptionError
 from .formats import format_class, get_format, guess_format
 from .index.store import Index, IndexStore, index_command
 from .options import parse_options, paths_from_options
-from .storage import ObjectInfo, StorageOptions, expand, get_storage
+from .storage import INDEX_SUFFIX, ObjectInfo, StorageOptions, expand, get_storage, normalize_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,6 +89,28 @@ def parse_read_options(raw: Mapping[str, Any], defaults: Mapping[str, Any] | Non
     return name, options, paths
 
 
+def _show(path: str) -> str:
+    """A path as given, plus where it resolved to when that differs (a relative local path)."""
+    full = normalize_uri(path)
+    return path if full.rstrip("/") == path.rstrip("/") else f"{path} ({full})"
+
+
+def expand_objects(paths: list[str], storage: StorageOptions) -> list[ObjectInfo]:
+    """:func:`expand`, failing when nothing is left, with a message that says what is never read.
+
+    An empty folder is usually a wrong path, or a folder holding only Spark's ``_SUCCESS`` or our own
+    index folders: "no objects" alone does not say which.
+    """
+    objects = expand(paths, storage)
+    if not objects:
+        where = ", ".join(_show(p) for p in paths)
+        raise ObjectNotFoundError(
+            f"no objects to read in {where}: it holds no files, or only names that are never read as data (names "
+            f"starting with '_' or '.', such as _SUCCESS, and '*{INDEX_SUFFIX}' index folders)"
+        )
+    return objects
+
+
 def format_params(cls: type[Format], options: Mapping[str, Any]) -> dict[str, Any]:
     names = {o.name for o in cls.options}
     return {k: v for k, v in options.items() if k in names}
@@ -99,9 +121,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema."""
     name, options, paths = parse_read_options(raw_options, defaults, paths)
     storage = storage_options(options)
-    objects = expand(paths, storage)
-    if not objects:
-        raise DataplugError(f"{', '.join(paths)}: no objects to read")
+    objects = expand_objects(paths, storage)
     if first_only:
         objects = objects[:1]
     cls = format_class(name)

@@ -26,3 +26,13 @@ def test_errors_exit_2_with_the_message(local_store, capsys):
     assert "dataplug index --format fastq" in capsys.readouterr().err
     assert main(["inspect", uri.replace("cli2", "absent")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_empty_folder_names_itself_and_what_is_skipped(local_store, capsys):
+    uri = local_store.put("empty/_SUCCESS", b"")
+    local_store.put("empty/.hidden", b"x\n")
+    folder = uri.rsplit("/", 1)[0]
+    assert main(["inspect", folder, "--format", "text"]) == 2
+    err = capsys.readouterr().err
+    assert f"no objects to read in {folder}:" in err
+    assert "'_' or '.'" in err and "'*.dataplug' index folders" in err

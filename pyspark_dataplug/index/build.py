@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..storage import ObjectInfo, StorageOptions, expand, get_storage
+from ..storage import ObjectInfo, StorageOptions, get_storage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -218,7 +218,7 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     >>> print(build_index(spark, "s3://genomics/run1/*.fastq", format="fastq"))  # doctest: +SKIP
     """
     from ..formats import format_class
-    from ..plan import format_params, parse_read_options, storage_options
+    from ..plan import expand_objects, format_params, parse_read_options, storage_options
     from .store import IndexStore
 
     path_list = [paths] if isinstance(paths, str) else list(paths)
@@ -230,5 +230,5 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
     store = IndexStore(opts.get("indexLocation"), storage)
-    return build_indexes(spark_runner(spark), fmt, expand(path_list, storage), store, storage, force=force,
+    return build_indexes(spark_runner(spark), fmt, expand_objects(path_list, storage), store, storage, force=force,
                          requested=requested_build_params(fmt, raw))
