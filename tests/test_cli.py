@@ -8,6 +8,7 @@ from data import make_fastq
 
 from pyspark_dataplug import CloudObject
 from pyspark_dataplug.cli import main
+from pyspark_dataplug.plan import parse_read_options
 
 
 def test_inspect_shows_seek_points_and_plan(local_store, capsys):
@@ -26,6 +27,33 @@ def test_errors_exit_2_with_the_message(local_store, capsys):
     assert "dataplug index --format fastq" in capsys.readouterr().err
     assert main(["inspect", uri.replace("cli2", "absent")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_folder_format_is_guessed_from_its_objects_not_its_name(local_store, capsys):
+    uris = [local_store.put("run1/a.fastq", make_fastq(20, seed=52)),
+            local_store.put("run1/b.fq.gz", gzip.compress(make_fastq(30, seed=53)))]
+    for uri in uris:
+        CloudObject("fastq", uri).preprocess()
+    folder = uris[0].rsplit("/", 1)[0]
+    assert main(["inspect", folder + "/"]) == 0  # was: cannot guess the format of '.../run1/'
+    assert "plan: " in capsys.readouterr().out
+    assert parse_read_options({}, paths=[folder])[0] == "fastq"
+
+
+def test_a_prefix_format_is_guessed_from_its_objects_on_s3(s3_store):
+    s3_store.put("run1/a.fastq", make_fastq(5, seed=54))
+    s3_store.put("run1/_SUCCESS", b"")
+    assert parse_read_options(s3_store.options, paths=[f"{s3_store.root}/run1/"])[0] == "fastq"
+
+
+def test_a_folder_of_mixed_formats_lists_them_and_asks_for_format(local_store, capsys):
+    uri = local_store.put("mixed/a.fastq", make_fastq(5, seed=55))
+    local_store.put("mixed/b.csv", b"x,y\n1,2\n")
+    local_store.put("mixed/NOTES", b"hello\n")
+    assert main(["inspect", uri.rsplit("/", 1)[0]]) == 2
+    err = capsys.readouterr().err
+    assert "csv by name: b.csv; fastq by name: a.fastq; no known extension: NOTES" in err
+    assert "--format" in err and "/mixed/*.csv" in err
 
 
 def test_an_empty_folder_names_itself_and_what_is_skipped(local_store, capsys):
