@@ -175,6 +175,37 @@ def guess_dataset_format(paths: list[str], storage: StorageOptions) -> str:
     )
 
 
+def _missing_index_error(name: str, objects: list[ObjectInfo], missing: list[str], paths: list[str],
+                         index_location: str | None) -> IndexMissingError:
+    """The error for objects without an index, with the command that builds them -- unless their names say
+    they are not ``name`` at all (a README.md in a folder of CSV files): then indexing them blindly would
+    be bad advice, so the message lists them and suggests naming only the objects that fit."""
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    target = missing[0] if len(missing) == 1 else " ".join(paths)
+    command = index_command(target, name, index_location=index_location)
+    misfits = [u for u in missing if name_format(u) != name]
+    if not misfits:
+        return IndexMissingError(
+            f"no {name} index for {missing[0]}{more}. Build it once with: {command}"
+            f"  (or pyspark_dataplug.build_index(spark, paths, format={name!r})), or read without an index "
+            "(one task per object) with option missingIndex=scan"
+        )
+    fitting = [o.uri for o in objects if name_format(o.uri) == name]
+    message = (f"no {name} index for {missing[0]}{more}; {_names(misfits)} "
+               f"{'is' if len(misfits) == 1 else 'are'} not named like {name}. ")
+    globs = _globs(paths, fitting)
+    if globs:
+        quoted = " ".join(f"'{g}'" for g in globs)
+        message += (f"To read only the {name} ones, name them: "
+                    f"{index_command(quoted, name, index_location=index_location)} (and read the same paths); ")
+    elif fitting:
+        message += f"To read only the {name} ones, name them (by name: {_names(fitting)}); "
+    else:
+        by_name = sorted({name_format(u) or "unknown" for u in misfits})
+        message += f"None of them is named like {name} (by name: {', '.join(by_name)}): check the format; "
+    return IndexMissingError(message + f"if they really are {name}, build their indexes with: {command}")
+
+
 def format_params(cls: type[Format], options: Mapping[str, Any]) -> dict[str, Any]:
     names = {o.name for o in cls.options}
     return {k: v for k, v in options.items() if k in names}
@@ -185,9 +216,8 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema."""
     name, options, paths = parse_read_options(raw_options, defaults, paths)
     storage = storage_options(options)
-    objects = expand_objects(paths, storage)
-    if first_only:
-        objects = objects[:1]
+    every = expand_objects(paths, storage)
+    objects = every[:1] if first_only else every
     cls = format_class(name)
     fmt = cls(format_params(cls, options))
     store = IndexStore(options.get("indexLocation"), storage)
@@ -196,14 +226,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     missing = [o.uri for o, i in zip(objects, indexes, strict=True) if i is None]
     if missing:
         if options.get("missingIndex") != "scan":
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            target = missing[0] if len(missing) == 1 else " ".join(paths)
-            command = index_command(target, name, index_location=options.get("indexLocation"))
-            raise IndexMissingError(
-                f"no {name} index for {missing[0]}{more}. Build it once with: {command}"
-                f"  (or pyspark_dataplug.build_index(spark, paths, format={name!r})), or read without an index "
-                "(one task per object) with option missingIndex=scan"
-            )
+            raise _missing_index_error(name, every, missing, paths, options.get("indexLocation"))
         log.warning("dataplug: reading %d object(s) without an index, one task each (missingIndex=scan): %s",
                     len(missing), ", ".join(missing[:5]))
     first_index = indexes[0]

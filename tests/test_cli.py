@@ -56,6 +56,17 @@ def test_a_folder_of_mixed_formats_lists_them_and_asks_for_format(local_store, c
     assert "--format" in err and "/mixed/*.csv" in err
 
 
+def test_a_missing_index_for_objects_named_unlike_the_format_suggests_a_glob(local_store, capsys):
+    uri = local_store.put("docs/README.md", b"# notes\n")
+    local_store.put("docs/x.csv", b"a,b\n1,2\n")
+    folder = uri.rsplit("/", 1)[0]
+    assert main(["inspect", folder, "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "README.md is not named like csv" in err  # was: "Build it once with: dataplug index --format csv docs"
+    assert f"dataplug index --format csv '{folder}/*.csv'" in err
+    assert "Build it once" not in err
+
+
 def test_an_empty_folder_names_itself_and_what_is_skipped(local_store, capsys):
     uri = local_store.put("empty/_SUCCESS", b"")
     local_store.put("empty/.hidden", b"x\n")
