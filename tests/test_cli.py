@@ -7,7 +7,7 @@ import gzip
 from data import make_fastq
 
 from pyspark_dataplug import CloudObject
-from pyspark_dataplug.cli import main
+from pyspark_dataplug.cli import main, spark_error_message
 from pyspark_dataplug.plan import parse_read_options
 
 
@@ -75,3 +75,34 @@ def test_an_empty_folder_names_itself_and_what_is_skipped(local_store, capsys):
     err = capsys.readouterr().err
     assert f"no objects to read in {folder}:" in err
     assert "'_' or '.'" in err and "'*.dataplug' index folders" in err
+
+
+SPARK_TEXT = """[PYTHON_DATA_SOURCE_ERROR] Failed to create Python data source instance: Traceback (most recent call
+  File "/x/pyspark_dataplug/plan.py", line 118, in open_dataset
+    raise IndexMissingError(
+pyspark_dataplug.errors.IndexMissingError: no fastq index for /d/a.fastq. Build it once with: dataplug index x
+ SQLSTATE: 38000"""
+
+
+def test_our_message_is_found_inside_a_spark_exception():
+    captured = type("AnalysisException", (Exception,), {"__module__": "pyspark.errors.exceptions.captured"})
+    expected = "no fastq index for /d/a.fastq. Build it once with: dataplug index x"
+    assert spark_error_message(captured(SPARK_TEXT)) == expected
+    assert spark_error_message(captured("[PATH_NOT_FOUND] something else")) is None
+    assert spark_error_message(RuntimeError(SPARK_TEXT)) is None  # not from Spark: not ours to reword
+
+
+def test_read_without_an_index_fails_in_one_line_before_spark_starts(local_store, capsys, monkeypatch):
+    import pyspark_dataplug.cli as cli
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark started for a read that cannot be planned")
+
+    monkeypatch.setattr(cli, "_spark", no_spark)
+    uri = local_store.put("noindex.fastq", make_fastq(10, seed=56))
+    assert main(["read", uri, "--master", "local[1]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dataplug: no fastq index for") and err.count("\n") == 1
+    assert f"dataplug index --format fastq {uri}" in err
+    assert main(["read", uri, "-o", "bogus=1"]) == 2
+    assert "unknown option(s) bogus" in capsys.readouterr().err

@@ -203,7 +203,7 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     paths : str or list of str
         Objects, globs or prefixes (``s3://``, local, ``file://``).
     format : str, optional
-        Data format; guessed from the first path's name when absent.
+        Data format; guessed from the paths' names, or a folder's objects' names, when absent.
     force : bool
         Rebuild even indexes that are up to date (same object size, ETag and index options).
     **options
@@ -217,6 +217,26 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     >>> from pyspark_dataplug import build_index
     >>> print(build_index(spark, "s3://genomics/run1/*.fastq", format="fastq"))  # doctest: +SKIP
     """
+    return plan_build(paths, format, **options).run(spark_runner(spark), force=force)
+
+
+@dataclass
+class BuildPlan:
+    """A build resolved without Spark (format, options, objects), so mistakes surface before a JVM starts."""
+
+    fmt: Format
+    objects: list[ObjectInfo]
+    store: IndexStore
+    storage: StorageOptions
+    requested: dict[str, Any]
+
+    def run(self, runner: Runner, force: bool = False) -> BuildSummary:
+        return build_indexes(runner, self.fmt, self.objects, self.store, self.storage, force=force,
+                             requested=self.requested)
+
+
+def plan_build(paths: str | list[str], format: str | None = None, **options: Any) -> BuildPlan:
+    """Everything :func:`build_index` decides before its Spark job: parameters as there."""
     from ..formats import format_class
     from ..plan import expand_objects, format_params, parse_read_options, storage_options
     from .store import IndexStore
@@ -230,5 +250,4 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
     store = IndexStore(opts.get("indexLocation"), storage)
-    return build_indexes(spark_runner(spark), fmt, expand_objects(path_list, storage), store, storage, force=force,
-                         requested=requested_build_params(fmt, raw))
+    return BuildPlan(fmt, expand_objects(path_list, storage), store, storage, requested_build_params(fmt, raw))
