@@ -106,3 +106,40 @@ def test_read_without_an_index_fails_in_one_line_before_spark_starts(local_store
     assert f"dataplug index --format fastq {uri}" in err
     assert main(["read", uri, "-o", "bogus=1"]) == 2
     assert "unknown option(s) bogus" in capsys.readouterr().err
+
+
+def test_index_command_builds_a_folder_and_prints_the_summary(local_store, capsys):
+    local_store.put("idx/a.fastq", make_fastq(300, seed=57))
+    uri = local_store.put("idx/b.fq.gz", gzip.compress(make_fastq(200, seed=58)))
+    folder = uri.rsplit("/", 1)[0]
+    args = ["index", folder, "--master", "local[1]", "-o", "indexSpacing=4k"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "dataplug index [fastq]: 2 object(s) indexed, 0 up to date" in out and "; 500 records;" in out
+    assert f"{uri} -> {uri}.dataplug/fastq" in out
+    assert main(args) == 0
+    assert "0 object(s) indexed, 2 up to date" in capsys.readouterr().out
+
+
+def test_read_command_shows_rows_and_turns_task_errors_into_one_line(local_store, capsys):
+    import os
+
+    data = make_fastq(200, seed=59)
+    uri = local_store.put("read.fastq", data)
+    CloudObject("fastq", uri, {"indexSpacing": "4k"}).preprocess()
+    assert main(["read", uri, "--master", "local[1]", "--show", "2", "--partitions", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "description|" in out and "quality|" in out
+    assert "|SRR59.0|" in out and "|SRR59.1|" in out and "SRR59.2" not in out
+    assert "200 rows in 2 partition(s)" in out
+    # the same bytes changed in place (same size and mtime, so the index still looks fresh): the error
+    # comes from a Spark task, wrapped in Spark's exception, and still prints as our one line
+    st = os.stat(uri)
+    bad = data[:-1000] + data[-1000:].replace(b"\n+\n", b"\n-\n")
+    with open(uri, "wb") as f:
+        f.write(bad)
+    os.utime(uri, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert main(["read", uri, "--master", "local[1]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dataplug: {uri} at byte ") and "does not start with '+'" in err
+    assert "Traceback" not in err and "SQLSTATE" not in err
