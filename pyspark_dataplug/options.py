@@ -106,7 +106,7 @@ class Opt:
 
 
 COMMON_OPTIONS: tuple[Opt, ...] = (
-    Opt("format", "str", None, doc="data format; guessed from the file name when absent"),
+    Opt("format", "str", None, doc="data format; guessed from the file names (a folder's objects' names) when absent"),
     Opt("partitions", "int", None, doc="number of partitions (slices) for the whole dataset"),
     Opt("partitionBytes", "size", 128 << 20, doc="uncompressed bytes per partition when 'partitions' is unset"),
     Opt("minPartitions", "int", None,
