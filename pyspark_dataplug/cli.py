@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+from .errors import DataplugError
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -23,23 +28,55 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _spark(master: str) -> Any:
+def spark_error_message(e: BaseException) -> str | None:
+    """Our error's message inside an exception Spark raised for it, or None if it holds none.
+
+    Spark hands a Python worker's failure back as text (an AnalysisException, PythonException or
+    Py4JJavaError whose message embeds the worker's traceback): the line naming one of our error classes is
+    the one a user needs, not the Java and Python stacks around it.
+    """
+    if not type(e).__module__.startswith(("pyspark", "py4j")):
+        return None
+    from . import errors
+
+    names = sorted(n for n, c in vars(errors).items() if isinstance(c, type) and issubclass(c, DataplugError))
+    found = re.findall(rf"\b(?:pyspark_dataplug\.errors\.)?(?:{'|'.join(names)}): (.+)", str(e))
+    return found[-1].strip() if found else None
+
+
+@contextlib.contextmanager
+def _spark(master: str, log_level: str = "FATAL") -> Iterator[Any]:
+    """A local session for one command; our errors from inside Spark come out as a DataplugError.
+
+    The message is extracted here, while the JVM that holds a Py4JJavaError's text is still up. A session
+    that was already running (the caller's) is left running. Spark's own logs default to FATAL: a failed
+    task is logged with its whole stack before the driver sees the error that this command prints anyway.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    running = SparkSession.getActiveSession()
     spark = SparkSession.builder.master(master).appName("dataplug").getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    spark.sparkContext.setLogLevel(log_level)
+    try:
+        yield spark
+    except Exception as e:
+        message = spark_error_message(e)
+        if message is None:
+            raise
+        raise DataplugError(message) from e
+    finally:
+        if running is None:
+            spark.stop()
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .index.build import build_index
+    from .index.build import plan_build, spark_runner
 
-    spark = _spark(args.master)
-    try:
-        summary = build_index(spark, args.paths, format=args.format, force=args.force, **_options(args))
-    finally:
-        spark.stop()
+    # options, the format and the objects are resolved first: a mistake fails in a second, with no JVM
+    build = plan_build(args.paths, format=args.format, **_options(args))
+    with _spark(args.master, args.log_level) as spark:
+        summary = build.run(spark_runner(spark), force=args.force)
     print(summary)
     for uri, location in summary.locations.items():
         print(f"  {uri} -> {location}")
@@ -83,20 +120,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    spark = _spark(args.master)
-    try:
+    from .plan import open_dataset
+
+    opts = _options(args)
+    if args.format:
+        opts["format"] = args.format
+    if args.partitions:
+        opts["partitions"] = str(args.partitions)
+    # planned here first, as Spark will plan it: a missing index, an unknown option or a missing object is
+    # one line before a JVM starts, not a Java stack trace after it
+    open_dataset(opts, paths=args.paths)
+    with _spark(args.master, args.log_level) as spark:
         reader = spark.read.format("dataplug")
-        for k, v in _options(args).items():
+        for k, v in opts.items():
             reader = reader.option(k, v)
-        if args.format:
-            reader = reader.option("format", args.format)
-        if args.partitions:
-            reader = reader.option("partitions", args.partitions)
         df = reader.load(args.paths)
         df.show(args.show, truncate=80)
         print(f"{df.count()} rows in {df.rdd.getNumPartitions()} partition(s)")
-    finally:
-        spark.stop()
     return 0
 
 
@@ -111,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=helptext)
         p.set_defaults(fn=fn)
         p.add_argument("paths", nargs="+", help="objects, globs or prefixes (s3://, local, file://)")
-        p.add_argument("--format", help="data format (default: from the file name)")
+        p.add_argument("--format", help="data format (default: from the names of the objects)")
         p.add_argument("--option", "-o", action="append", help="any read option, KEY=VALUE (repeatable)")
         p.add_argument("--endpoint-url", help="S3-compatible endpoint")
         p.add_argument("--region", help="S3 region")
@@ -123,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--show", type=int, default=10, help="rows or partitions to print")
         if name != "inspect":
             p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+            p.add_argument("--log-level", default="FATAL", type=str.upper,
+                           help="Spark's log level (default FATAL: errors are printed as one line; WARN to debug)")
     args = parser.parse_args(argv)
-    from .errors import DataplugError
-
     try:
         return args.fn(args)
     except DataplugError as e:

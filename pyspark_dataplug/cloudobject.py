@@ -62,9 +62,13 @@ class CloudObject:
         return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in self.options.items()}
 
     def preprocess(self, force: bool = False, spark: Any = None) -> BuildSummary:
-        """Build this object's index (in this process, or as a Spark job if ``spark`` is given)."""
+        """Build this object's index (in this process, or as a Spark job if ``spark`` is given).
+
+        An existing up-to-date index is kept unless this object's options name a different ``indexSpacing``
+        or ``gzipSpacing`` than it was built with (``force`` rebuilds anyway).
+        """
         from .formats import format_class
-        from .index.build import build_indexes, run_tasks_locally, spark_runner
+        from .index.build import build_indexes, requested_build_params, run_tasks_locally, spark_runner
         from .index.store import IndexStore
         from .plan import format_params, parse_read_options, storage_options
         from .storage import get_storage
@@ -77,7 +81,8 @@ class CloudObject:
         info = get_storage(self.uri, storage).info(self.uri)
         runner = spark_runner(spark) if spark is not None else run_tasks_locally
         self._dataset = None
-        return build_indexes(runner, fmt, [info], store, storage, force=force)
+        return build_indexes(runner, fmt, [info], store, storage, force=force,
+                             requested=requested_build_params(fmt, self._raw()))
 
     def dataset(self) -> Dataset:
         from .plan import open_dataset

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import FormatError
+from .errors import FormatError, OptionError
 
 try:  # ISA-L inflates the same streams 2-3x faster than zlib; it mirrors zlib's API (zdict included)
     from isal import isal_zlib as _inflater
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 MAGIC = b"\x1f\x8b"
 WINDOW = 32768
+#: seek point spacing that indexed_gzip accepts: zran_init fails unless spacing exceeds the window (found by
+#: trying: 32768 fails, 32769 works); from 1 GiB its 4 * spacing buffer size overflows uint32 and the process
+#: dies, and it allocates 4 * spacing (plus as much again in its Python reader) per build task, so stay far below
+MIN_SPACING = WINDOW + 1
+MAX_SPACING = 256 << 20
 _HEADER = struct.Struct("<5sBBQQIII")
 _POINT = struct.Struct("<QQBB")
 
@@ -158,12 +163,18 @@ def seek_points(storage: Storage, info: ObjectInfo, spacing: int,
     """
     import indexed_gzip
 
+    if not MIN_SPACING <= spacing <= MAX_SPACING:
+        # checked when options are parsed too; params can also arrive here without that (get_format(...))
+        raise OptionError(f"{info.uri}: gzipSpacing {spacing} is out of range: it must be from {MIN_SPACING} "
+                          f"(just over the {WINDOW // 1024} KiB window a seek point stores) to {MAX_SPACING} bytes")
     raw = RangeFile(storage, info)
     if not is_gzip(raw.read(2)):
         raise FormatError(info.uri, 0, "not a gzip stream (no 1f 8b magic at the start)")
     raw.seek(0)
-    f = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=spacing, readbuf_size=4 << 20)
+    f = None
     try:
+        # the constructor already runs zran_init: its errors must name the object as much as a bad stream's
+        f = indexed_gzip.IndexedGzipFile(fileobj=raw, spacing=spacing, readbuf_size=4 << 20)
         f.build_full_index()
         sink = _IndexSink()
         f.export_index(fileobj=sink)
@@ -181,7 +192,8 @@ def seek_points(storage: Storage, info: ObjectInfo, spacing: int,
     except Exception as e:  # indexed_gzip raises ZranError/IOError/ValueError for bad streams
         raise FormatError(info.uri, raw.tell(), f"corrupt or truncated gzip stream ({type(e).__name__}: {e})") from e
     finally:
-        f.close()
+        if f is not None:
+            f.close()
     assert sink.header is not None
     points = sorted([u, c, bits, off, n] for c, u, bits, _has, off, n in sink.points)
     return GzipScan(points, sink.blob.getvalue(), int(sink.header[4]), sniffed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,14 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def format_size(n: int) -> str:
+    """Bytes as the shortest size :func:`parse_size` reads back (``"32k"``, ``"1g"``), for messages."""
+    for unit in ("t", "g", "m", "k"):
+        if n >= _UNITS[unit] and n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return str(n)
+
+
 def parse_bool(text: str) -> bool:
     low = str(text).strip().lower()
     if low in ("true", "1", "yes"):
@@ -40,13 +48,21 @@ def parse_bool(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Opt:
-    """One option: its canonical camelCase name, kind, default and, for choices, the valid values."""
+    """One option: its canonical camelCase name, kind, default and, for choices, the valid values.
+
+    ``bounds`` (inclusive, for int and size options) turn values a library would choke on later -- deep in a
+    Spark task -- into an immediate error that states the range. ``build`` marks options that shape an index
+    but never change the rows it gives (spacings): a build that names another value rebuilds, a read accepts
+    an index built with any value.
+    """
 
     name: str
     kind: str  # str | int | size | bool | char | choice
     default: Any = None
     choices: tuple[str, ...] = ()
     doc: str = ""
+    bounds: tuple[int, int] | None = None
+    build: bool = False
 
     @property
     def env_var(self) -> str:
@@ -57,15 +73,9 @@ class Opt:
             return None
         try:
             if self.kind == "int":
-                value = int(str(raw).strip())
-                if value < 1:
-                    raise ValueError("must be a positive whole number")
-                return value
+                return self._in_range(int(str(raw).strip()), str, "must be a positive whole number")
             if self.kind == "size":
-                value = parse_size(raw)
-                if value < 1:
-                    raise ValueError("must be positive")
-                return value
+                return self._in_range(parse_size(raw), format_size, "must be positive")
             if self.kind == "bool":
                 return parse_bool(raw)
             if self.kind == "char":
@@ -84,9 +94,19 @@ class Opt:
         except ValueError as e:
             raise OptionError(f"bad value {raw!r} for option {self.name!r}: {e}") from e
 
+    def _in_range(self, value: int, show: Callable[[int], str], positive: str) -> int:
+        if self.bounds is None:
+            if value < 1:
+                raise ValueError(positive)
+        elif not self.bounds[0] <= value <= self.bounds[1]:
+            lo, hi = self.bounds
+            why = f" ({self.doc})" if self.doc else ""
+            raise ValueError(f"must be from {show(lo)} to {show(hi)}{why}")
+        return value
+
 
 COMMON_OPTIONS: tuple[Opt, ...] = (
-    Opt("format", "str", None, doc="data format; guessed from the file name when absent"),
+    Opt("format", "str", None, doc="data format; guessed from the file names (a folder's objects' names) when absent"),
     Opt("partitions", "int", None, doc="number of partitions (slices) for the whole dataset"),
     Opt("partitionBytes", "size", 128 << 20, doc="uncompressed bytes per partition when 'partitions' is unset"),
     Opt("minPartitions", "int", None,

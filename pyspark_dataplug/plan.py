@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataplugError, IndexMissingError, OptionError
-from .formats import format_class, get_format, guess_format
+from .errors import IndexMissingError, ObjectNotFoundError, OptionError
+from .formats import REGISTRY, format_class, format_suffix, get_format, guess_format, name_format
 from .index.store import Index, IndexStore, index_command
-from .options import parse_options, paths_from_options
-from .storage import ObjectInfo, StorageOptions, expand, get_storage
+from .options import COMMON_OPTIONS, parse_options, paths_from_options
+from .storage import _GLOB_CHARS, INDEX_SUFFIX, ObjectInfo, StorageOptions, expand, get_storage, normalize_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,11 +82,128 @@ def parse_read_options(raw: Mapping[str, Any], defaults: Mapping[str, Any] | Non
     if paths is None:
         paths = paths_from_options(lowered)
     name = lowered.get("format") or defaults.get("format")
-    name = str(name).lower() if name else guess_format(paths[0])
+    if name:
+        name = str(name).lower()
+    else:
+        # only the storage options are needed to list a folder, and the format's own are unknown yet
+        storage_keys = {o.name.lower() for o in COMMON_OPTIONS if o.name in ("endpointUrl", "region", "anonymous")}
+        common = parse_options({k: v for k, v in lowered.items() if k in storage_keys}, (), defaults)
+        name = guess_dataset_format(paths, storage_options(common))
     cls = format_class(name)
     options = parse_options(lowered, cls.options, defaults, fmt=name)
     options["format"] = name
     return name, options, paths
+
+
+def _show(path: str) -> str:
+    """A path as given, plus where it resolved to when that differs (a relative local path)."""
+    full = normalize_uri(path)
+    return path if full.rstrip("/") == path.rstrip("/") else f"{path} ({full})"
+
+
+def _names(uris: list[str], limit: int = 5) -> str:
+    """Object names for a message: the last part of each, a few of them."""
+    shown = ", ".join(u.rstrip("/").rsplit("/", 1)[-1] for u in uris[:limit])
+    return shown + (f" (and {len(uris) - limit} more)" if len(uris) > limit else "")
+
+
+def _globs(paths: list[str], uris: list[str]) -> list[str]:
+    """Globs that name just ``uris`` inside the folders among ``paths`` (by the ending that names the
+    format), to suggest to a user whose folder also holds other things; empty when no folder fits."""
+    out: set[str] = set()
+    for p in paths:
+        if any(c in p for c in _GLOB_CHARS):
+            continue
+        folder = normalize_uri(p).rstrip("/") + "/"
+        for u in uris:
+            suffix = format_suffix(u)
+            if u.startswith(folder) and suffix:
+                out.add(p.rstrip("/") + "/*" + suffix)
+    return sorted(out)
+
+
+def expand_objects(paths: list[str], storage: StorageOptions) -> list[ObjectInfo]:
+    """:func:`expand`, failing when nothing is left, with a message that says what is never read.
+
+    An empty folder is usually a wrong path, or a folder holding only Spark's ``_SUCCESS`` or our own
+    index folders: "no objects" alone does not say which.
+    """
+    objects = expand(paths, storage)
+    if not objects:
+        where = ", ".join(_show(p) for p in paths)
+        raise ObjectNotFoundError(
+            f"no objects to read in {where}: it holds no files, or only names that are never read as data (names "
+            f"starting with '_' or '.', such as _SUCCESS, and '*{INDEX_SUFFIX}' index folders)"
+        )
+    return objects
+
+
+def guess_dataset_format(paths: list[str], storage: StorageOptions) -> str:
+    """The one format that every path implies: by its name, else by the names of the objects it holds.
+
+    A folder is named after a run or a date, not a format, so its objects decide; they must all agree, or
+    the error lists what was found and asks for ``format``.
+    """
+    found: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for p in paths:
+        fmt = name_format(p)
+        if fmt is not None:
+            found.setdefault(fmt, []).append(p)
+            continue
+        objects = expand_objects([p], storage)
+        if len(paths) == 1 and len(objects) == 1 and objects[0].uri == normalize_uri(p):
+            return guess_format(p)  # one object with an unknown name: the plain message says it all
+        for o in objects:
+            fmt = name_format(o.uri)
+            if fmt is None:
+                unknown.append(o.uri)
+            else:
+                found.setdefault(fmt, []).append(o.uri)
+    if len(found) == 1 and not unknown:
+        return next(iter(found))
+    what = [f"{fmt} by name: {_names(uris)}" for fmt, uris in sorted(found.items())]
+    if unknown:
+        what.append(f"no known extension: {_names(unknown)}")
+    hint = ""
+    globs = [g for fmt in sorted(found) for g in _globs(paths, found[fmt])]
+    if globs:
+        hint = f", and name only the objects of that format, e.g. {globs[0]}"
+    raise OptionError(
+        f"cannot guess one format for {', '.join(paths)}: it holds {'; '.join(what)}. Set option 'format' "
+        f"(dataplug --format) to one of: {', '.join(sorted(REGISTRY))}{hint}"
+    )
+
+
+def _missing_index_error(name: str, objects: list[ObjectInfo], missing: list[str], paths: list[str],
+                         index_location: str | None) -> IndexMissingError:
+    """The error for objects without an index, with the command that builds them -- unless their names say
+    they are not ``name`` at all (a README.md in a folder of CSV files): then indexing them blindly would
+    be bad advice, so the message lists them and suggests naming only the objects that fit."""
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    target = missing[0] if len(missing) == 1 else " ".join(paths)
+    command = index_command(target, name, index_location=index_location)
+    misfits = [u for u in missing if name_format(u) != name]
+    if not misfits:
+        return IndexMissingError(
+            f"no {name} index for {missing[0]}{more}. Build it once with: {command}"
+            f"  (or pyspark_dataplug.build_index(spark, paths, format={name!r})), or read without an index "
+            "(one task per object) with option missingIndex=scan"
+        )
+    fitting = [o.uri for o in objects if name_format(o.uri) == name]
+    message = (f"no {name} index for {missing[0]}{more}; {_names(misfits)} "
+               f"{'is' if len(misfits) == 1 else 'are'} not named like {name}. ")
+    globs = _globs(paths, fitting)
+    if globs:
+        quoted = " ".join(f"'{g}'" for g in globs)
+        message += (f"To read only the {name} ones, name them: "
+                    f"{index_command(quoted, name, index_location=index_location)} (and read the same paths); ")
+    elif fitting:
+        message += f"To read only the {name} ones, name them (by name: {_names(fitting)}); "
+    else:
+        by_name = sorted({name_format(u) or "unknown" for u in misfits})
+        message += f"None of them is named like {name} (by name: {', '.join(by_name)}): check the format; "
+    return IndexMissingError(message + f"if they really are {name}, build their indexes with: {command}")
 
 
 def format_params(cls: type[Format], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,11 +216,8 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema."""
     name, options, paths = parse_read_options(raw_options, defaults, paths)
     storage = storage_options(options)
-    objects = expand(paths, storage)
-    if not objects:
-        raise DataplugError(f"{', '.join(paths)}: no objects to read")
-    if first_only:
-        objects = objects[:1]
+    every = expand_objects(paths, storage)
+    objects = every[:1] if first_only else every
     cls = format_class(name)
     fmt = cls(format_params(cls, options))
     store = IndexStore(options.get("indexLocation"), storage)
@@ -112,14 +226,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     missing = [o.uri for o, i in zip(objects, indexes, strict=True) if i is None]
     if missing:
         if options.get("missingIndex") != "scan":
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            target = missing[0] if len(missing) == 1 else " ".join(paths)
-            command = index_command(target, name, index_location=options.get("indexLocation"))
-            raise IndexMissingError(
-                f"no {name} index for {missing[0]}{more}. Build it once with: {command}"
-                f"  (or pyspark_dataplug.build_index(spark, paths, format={name!r})), or read without an index "
-                "(one task per object) with option missingIndex=scan"
-            )
+            raise _missing_index_error(name, every, missing, paths, options.get("indexLocation"))
         log.warning("dataplug: reading %d object(s) without an index, one task each (missingIndex=scan): %s",
                     len(missing), ", ".join(missing[:5]))
     first_index = indexes[0]

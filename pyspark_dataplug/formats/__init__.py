@@ -51,17 +51,36 @@ def get_format(name: str, params: Mapping[str, Any] | None = None) -> Format:
     return format_class(name)(dict(params or {}))
 
 
-def guess_format(path: str) -> str:
-    """Format from the file name; the error lists the formats to pass with ``format``."""
+def _split_name(path: str) -> tuple[str | None, str]:
+    """The format a name implies (or None) and the ending that implies it, compression included."""
     low = path.lower().rstrip("/")
+    compression = ""
     for suffix in COMPRESSION_SUFFIXES:
         if low.endswith(suffix):
-            low = low[: -len(suffix)]
+            low, compression = low[: -len(suffix)], suffix
             break
     for ext, fmt in EXTENSIONS.items():
         if low.endswith(ext):
-            return fmt
-    raise OptionError(
-        f"cannot guess the format of {path!r} from its name; set option 'format' to one of: "
-        f"{', '.join(sorted(REGISTRY))}"
-    )
+            return fmt, ext + compression
+    return None, ""
+
+
+def name_format(path: str) -> str | None:
+    """The format an object's name implies, or None: the one guess that costs no I/O."""
+    return _split_name(path)[0]
+
+
+def format_suffix(path: str) -> str:
+    """The ending that names the format (``".fastq.gz"``), or ``""``: messages build globs from it."""
+    return _split_name(path)[1]
+
+
+def guess_format(path: str) -> str:
+    """Format from the file name; the error lists the formats to pass with ``format``."""
+    fmt = name_format(path)
+    if fmt is None:
+        raise OptionError(
+            f"cannot guess the format of {path!r} from its name; set option 'format' (dataplug --format) to one "
+            f"of: {', '.join(sorted(REGISTRY))}"
+        )
+    return fmt

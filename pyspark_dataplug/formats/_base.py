@@ -56,6 +56,14 @@ class Format(ABC):
         """The read options an index depends on; an index built with others is not reused."""
         return {}
 
+    def build_params(self) -> dict[str, Any]:
+        """The options that shape an index but never the rows read through it (spacings: ``Opt.build``).
+
+        Recorded in the manifest, so a build that names another value knows to rebuild; unlike
+        :meth:`index_params`, a read accepts an index built with any of them.
+        """
+        return {o.name: self.params.get(o.name, o.default) for o in self.options if o.build}
+
     @abstractmethod
     def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str,
                     storage: StorageOptions | None = None) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..storage import ObjectInfo, StorageOptions, expand, get_storage
+from ..storage import ObjectInfo, StorageOptions, get_storage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -84,13 +84,30 @@ def run_tasks(spark: SparkSession, fmt: Format, storage: StorageOptions, kind: s
     return results
 
 
-def up_to_date(store: IndexStore, info: ObjectInfo, fmt: Format) -> bool:
+def up_to_date(store: IndexStore, info: ObjectInfo, fmt: Format, requested: Mapping[str, Any] | None = None) -> bool:
+    """Whether the object's index can be kept: same object version and index options, and, for each build
+    option in ``requested`` (those the caller named, see :func:`requested_build_params`), the same value.
+
+    Build options left unnamed never force a rebuild: an index built with any spacing reads the same rows.
+    An index from before build options were recorded is rebuilt only when one is named.
+    """
     manifest = store.load_manifest(info.uri, fmt.name)
     if manifest is None:
         return False
     src = manifest.get("source", {})
+    built = manifest.get("build_params") or {}
     return (int(src.get("size", -1)) == info.size and src.get("etag") == info.etag
-            and manifest.get("index_params") == fmt.index_params())
+            and manifest.get("index_params") == fmt.index_params()
+            and all(built.get(k) == v for k, v in (requested or {}).items()))
+
+
+def requested_build_params(fmt: Format, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The build options (spacings) named in the raw options of a build call, with their parsed values.
+
+    Defaults are left out on purpose: a plain build must reuse an index built earlier with another spacing.
+    """
+    named = {str(k).lower() for k, v in raw.items() if v is not None}
+    return {k: v for k, v in fmt.build_params().items() if k.lower() in named}
 
 
 def run_tasks_locally(fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any]) -> list[Any]:
@@ -113,12 +130,14 @@ def spark_runner(spark: SparkSession) -> Runner:
 
 
 def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store: IndexStore,
-                  storage: StorageOptions, force: bool = False) -> BuildSummary:
+                  storage: StorageOptions, force: bool = False,
+                  requested: Mapping[str, Any] | None = None) -> BuildSummary:
+    """Build the indexes of ``objects`` that are missing or out of date (see :func:`up_to_date`)."""
     t0 = time.perf_counter()
     summary = BuildSummary(fmt.name)
     todo = []
     for info in objects:
-        if not force and up_to_date(store, info, fmt):
+        if not force and up_to_date(store, info, fmt, requested):
             summary.skipped.append(info.uri)
         else:
             todo.append(info)
@@ -146,6 +165,7 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     for i, info in enumerate(todo):
         index = fmt.build_reduce(info, per_object[i], storage)
         index.manifest["source"] = {"uri": info.uri, "size": info.size, "etag": info.etag}
+        index.manifest["build_params"] = fmt.build_params()
         index.location = store.dir(info.uri, fmt.name)  # blobs written by map tasks already live there
         indexes.append(index)
     if getattr(fmt, "has_stats", False):
@@ -183,20 +203,42 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     paths : str or list of str
         Objects, globs or prefixes (``s3://``, local, ``file://``).
     format : str, optional
-        Data format; guessed from the first path's name when absent.
+        Data format; guessed from the paths' names, or a folder's objects' names, when absent.
     force : bool
         Rebuild even indexes that are up to date (same object size, ETag and index options).
     **options
         Read options that shape the index (``indexLocation``, ``endpointUrl``, CSV ``quote``/``escape``,
-        ``indexSpacing``, ...).
+        ``indexSpacing``, ...). An existing index is rebuilt when a build option named here
+        (``indexSpacing``, ``gzipSpacing``) differs from the one it was built with; without them, any
+        up-to-date index is reused whatever its spacing (reads accept every spacing).
 
     Examples
     --------
     >>> from pyspark_dataplug import build_index
     >>> print(build_index(spark, "s3://genomics/run1/*.fastq", format="fastq"))  # doctest: +SKIP
     """
+    return plan_build(paths, format, **options).run(spark_runner(spark), force=force)
+
+
+@dataclass
+class BuildPlan:
+    """A build resolved without Spark (format, options, objects), so mistakes surface before a JVM starts."""
+
+    fmt: Format
+    objects: list[ObjectInfo]
+    store: IndexStore
+    storage: StorageOptions
+    requested: dict[str, Any]
+
+    def run(self, runner: Runner, force: bool = False) -> BuildSummary:
+        return build_indexes(runner, self.fmt, self.objects, self.store, self.storage, force=force,
+                             requested=self.requested)
+
+
+def plan_build(paths: str | list[str], format: str | None = None, **options: Any) -> BuildPlan:
+    """Everything :func:`build_index` decides before its Spark job: parameters as there."""
     from ..formats import format_class
-    from ..plan import format_params, parse_read_options, storage_options
+    from ..plan import expand_objects, format_params, parse_read_options, storage_options
     from .store import IndexStore
 
     path_list = [paths] if isinstance(paths, str) else list(paths)
@@ -208,4 +250,4 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
     store = IndexStore(opts.get("indexLocation"), storage)
-    return build_indexes(spark_runner(spark), fmt, expand(path_list, storage), store, storage, force=force)
+    return BuildPlan(fmt, expand_objects(path_list, storage), store, storage, requested_build_params(fmt, raw))
