@@ -32,10 +32,11 @@ def test_smallest_gzip_spacing_indexed_gzip_accepts_builds_and_reads(local_store
     assert _rows(co) == fastq_reference(data)
 
 
-@pytest.mark.parametrize("spacing", ["0", "100", "2g"])
+@pytest.mark.parametrize("spacing", ["0", "2g"])
 def test_index_spacing_out_of_range_states_the_range(local_store, spacing):
+    # tiny spacings are legal (tests and the fuzz cut every few bytes); zero and absurd ones are not
     uri = local_store.put("r.fastq", make_fastq(5, seed=62))
-    with pytest.raises(OptionError, match=r"indexSpacing.*must be from 1k to 1g"):
+    with pytest.raises(OptionError, match=r"indexSpacing.*must be from 1 to 1g"):
         CloudObject("fastq", uri, {"indexSpacing": spacing}).preprocess()
 
 

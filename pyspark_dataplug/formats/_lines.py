@@ -68,7 +68,7 @@ BATCH_BYTES = 8 << 20
 FINGERPRINT_BYTES = 256
 
 LINE_OPTIONS = (
-    Opt("indexSpacing", "size", DEFAULT_SPACING, bounds=(1 << 10, 1 << 30), build=True,
+    Opt("indexSpacing", "size", DEFAULT_SPACING, bounds=(1, 1 << 30), build=True,
         doc="index build: bytes between index points (smaller: finer cuts, bigger index)"),
     Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING, bounds=(gz.MIN_SPACING, gz.MAX_SPACING), build=True,
         doc="index build: uncompressed bytes between gzip seek points; more than the 32 KiB window each stores"),
