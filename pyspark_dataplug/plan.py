@@ -92,6 +92,9 @@ def parse_read_options(raw: Mapping[str, Any], defaults: Mapping[str, Any] | Non
     cls = format_class(name)
     options = parse_options(lowered, cls.options, defaults, fmt=name)
     options["format"] = name
+    if name == "csv" and not ({"sep", "delimiter"} & (lowered.keys() | defaults.keys())) \
+            and all(format_suffix(p).startswith(".tsv") for p in paths):
+        options["sep"] = "\t"  # a .tsv is tab-separated unless told otherwise
     return name, options, paths
 
 

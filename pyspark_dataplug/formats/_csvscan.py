@@ -158,14 +158,7 @@ def scan(buf: np.ndarray, d: Dialect, state: int, uri: str = "", base: int = 0) 
         clean = True
     else:
         opens, closes, closes_first, comments, clean = _pair_slow(buf, d, q, nl, state)
-    # separators inside a quoted region are data
-    if len(opens) and len(nl):
-        k = np.searchsorted(opens, nl) - 1
-        kc = np.maximum(k, 0)
-        inside = (k >= 0) & (nl < closes[kc])
-        out_nl = nl[~inside]
-    else:
-        out_nl = nl
+    out_nl = outside(nl, opens, closes)  # separators inside a quoted region are data
     # the line each outside separator ends: where did it start (-1: inside a field opened before the buffer)
     line_start = np.empty(len(out_nl), dtype=np.int64)
     if len(out_nl):
@@ -245,13 +238,7 @@ def _pair_fast(buf: np.ndarray, d: Dialect, q: np.ndarray, nl: np.ndarray,
     # comment lines: line starts outside quotes; they must hold no quote (else the exact path decides)
     comments: list[tuple[int, int]] = []
     if d.comment is not None:
-        if len(opens) and len(nl):
-            k = np.searchsorted(opens, nl) - 1
-            kc = np.maximum(k, 0)
-            out_nl = nl[~((k >= 0) & (nl < closes[kc]))]
-        else:
-            out_nl = nl
-        starts = out_nl + 1
+        starts = outside(nl, opens, closes) + 1
         if state == OUT:
             starts = np.concatenate(([0], starts))
         comments = _comment_spans(buf, d, nl, starts)
@@ -356,17 +343,25 @@ def _pair_slow(buf: np.ndarray, d: Dialect, q: np.ndarray, nl: np.ndarray, state
     c = np.array(closes, dtype=np.int64)
     cf = np.array(closes_first, dtype=np.int64)
     if d.comment is not None:
-        if len(o) and len(nl):
-            k = np.searchsorted(o, nl) - 1
-            kc = np.maximum(k, 0)
-            out_nl = nl[~((k >= 0) & (nl < c[kc]))]
-        else:
-            out_nl = nl
-        starts = out_nl + 1
+        starts = outside(nl, o, c) + 1
         if state == OUT:
             starts = np.concatenate(([0], starts))
         comments = _comment_spans(buf, d, nl, starts)
     return o, c, cf, comments, clean
+
+
+def outside_separators(buf: np.ndarray, d: Dialect, sc: Scan) -> np.ndarray:
+    """The line separators (their ``\n``) that a scan found outside quoted fields."""
+    return outside(separators(buf, d), sc.opens, sc.closes)
+
+
+def outside(pos: np.ndarray, opens: np.ndarray, closes: np.ndarray) -> np.ndarray:
+    """Those of ``pos`` outside every quoted region ``(opens[k], closes[k])``."""
+    if not len(opens) or not len(pos):
+        return pos
+    k = np.searchsorted(opens, pos) - 1
+    kc = np.maximum(k, 0)
+    return pos[~((k >= 0) & (pos > opens[kc]) & (pos < closes[kc]))]
 
 
 def record_spans(buf: np.ndarray, d: Dialect, sc: Scan) -> tuple[np.ndarray, np.ndarray]:
@@ -374,15 +369,7 @@ def record_spans(buf: np.ndarray, d: Dialect, sc: Scan) -> tuple[np.ndarray, np.
     n = len(buf)
     ends = sc.ends
     stops = ends - (1 if d.crlf else 0)
-    # each record starts after the previous outside separator; blank and comment lines in between are
-    # skipped by starting at the first line start that is neither
-    nl = separators(buf, d)
-    if len(sc.opens) and len(nl):
-        k = np.searchsorted(sc.opens, nl) - 1
-        kc = np.maximum(k, 0)
-        out_nl = nl[~((k >= 0) & (nl < sc.closes[kc]))]
-    else:
-        out_nl = nl
+    out_nl = outside_separators(buf, d, sc)
     # the line start of the line each record ends on: after the outside separator before its end
     k = np.searchsorted(out_nl, ends) - 1
     starts = np.where(k >= 0, out_nl[np.maximum(k, 0)] + 1, 0)
@@ -405,11 +392,7 @@ def tokenize(buf: np.ndarray, d: Dialect, sc: Scan) -> list[list[bytes | None]]:
         q = unescaped_quotes(buf, d) if d.quote is not None else np.empty(0, np.int64)
         opens, closes, closes_first, _, _ = _pair_slow(buf, d, q, separators(buf, d), OUT)
         sc = Scan(sc.ends, sc.state, sc.pending, sc.open_at, False, opens, closes, closes_first, sc.comments)
-    delims = np.flatnonzero(buf == d.sep)
-    if len(sc.opens) and len(delims):
-        k = np.searchsorted(sc.opens, delims) - 1
-        kc = np.maximum(k, 0)
-        delims = delims[~((k >= 0) & (delims > sc.opens[kc]) & (delims < sc.closes[kc]))]
+    delims = outside(np.flatnonzero(buf == d.sep), sc.opens, sc.closes)
     region_of = {int(o): r for r, o in enumerate(sc.opens.tolist())}
     quote = bytes([d.quote]) if d.quote is not None else b""
     if d.rfc:

@@ -146,6 +146,10 @@ class LineFormat(Format):
         nl = np.flatnonzero(buf == NL) if newlines is None else newlines
         return LineScan(nl, 0, bool(len(buf) and buf[-1] != NL))
 
+    def scan_states(self, buf: np.ndarray, eof: bool, newlines: np.ndarray) -> list[LineScan]:
+        """:meth:`scan` from every state (index build); formats may share work between the states."""
+        return [self.scan(buf, s, eof, newlines) for s in range(self.n_states)]
+
     def line_start_after(self, buf: np.ndarray, p: int) -> int | None:
         """The first line start after a line separator that lies wholly in ``buf[p:]``; None if none."""
         k = np.flatnonzero(buf[p:] == NL)
@@ -251,8 +255,7 @@ class LineFormat(Format):
             eof = b >= size
             newlines = np.flatnonzero(sub == NL)
             per_state = []
-            for s in range(self.n_states):
-                sc = self.scan(sub, s, eof, newlines)
+            for sc in self.scan_states(sub, eof, newlines):
                 per_state.append([
                     len(sc.ends),
                     int(sc.ends[0]) + a if len(sc.ends) else -1,

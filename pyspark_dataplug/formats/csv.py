@@ -29,7 +29,17 @@ import numpy as np
 from ..cloudobject import by_strategy
 from ..errors import FormatError, IndexMissingError, OptionError
 from ..options import Opt
-from ._csvscan import IN, OUT, Dialect, detect_crlf, line_start_after, record_spans, scan, tokenize
+from ._csvscan import (
+    IN,
+    OUT,
+    Dialect,
+    detect_crlf,
+    line_start_after,
+    outside_separators,
+    record_spans,
+    scan,
+    tokenize,
+)
 from ._lines import CR, LINE_OPTIONS, NL, LineFormat, LineScan
 
 if TYPE_CHECKING:
@@ -96,6 +106,37 @@ class CSV(LineFormat):
     def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
         sc = scan(buf, self.dialect, state)
         return LineScan(sc.ends, sc.state, sc.pending, sc.open_at)
+
+    def scan_states(self, buf: np.ndarray, eof: bool, newlines: np.ndarray) -> list[LineScan]:
+        """From outside quotes, then from inside: the second reuses the first once the two agree.
+
+        A chunk read as if it started inside quotes usually turns "outside" within a line or two (the first
+        quote closes the imagined field); from the first line start that both readings see outside quotes,
+        they are the same. So the inside reading is walked over a growing prefix only, never the whole
+        chunk -- which would cost a Python step per quote in quote-heavy files, where the fast check of the
+        wrong state always fails.
+        """
+        d = self.dialect
+        out = scan(buf, d, OUT)
+        out_seps = None
+        n = len(buf)
+        p = 4096
+        while True:
+            p = min(p, n)
+            pre = scan(buf[:p], d, IN)
+            if p >= n:
+                inside = LineScan(pre.ends, pre.state, pre.pending, pre.open_at)
+                break
+            if out_seps is None:
+                out_seps = outside_separators(buf, d, out)
+            common = np.intersect1d(outside_separators(buf[:p], d, pre), out_seps[out_seps < p])
+            if len(common):
+                s = int(common[0])
+                ends = np.concatenate((pre.ends[pre.ends <= s], out.ends[out.ends > s]))
+                inside = LineScan(ends, out.state, out.pending, out.open_at)
+                break
+            p *= 4
+        return [LineScan(out.ends, out.state, out.pending, out.open_at), inside]
 
     def line_start_after(self, buf: np.ndarray, p: int) -> int | None:
         return line_start_after(buf, p, self.dialect)
