@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -215,24 +215,37 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     ``partial``: ``comp`` is a prefix of the rest of the object, so running out of it returns what it
     gave instead of failing (the caller fetches more if that was not enough).
     """
-    out: list[bytes] = []
+    return _first(list(inflate_pieces(uri, comp, comp_start, point_c, bits, window, want, object_size, partial)),
+                  want)
+
+
+def inflate_pieces(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None,
+                   want: int, object_size: int, partial: bool = False,
+                   piece: int | None = None) -> Iterator[bytes]:
+    """:func:`inflate` in pieces of at most ``piece`` bytes, so a task never holds a whole slice inflated."""
+    piece = piece or want
     got = 0
-    if bits:
-        stream = _shift(comp, bits)
-    else:
-        stream = comp[point_c - comp_start:]
+    if want <= 0:
+        return
+    stream = _shift(comp, bits) if bits else comp[point_c - comp_start:]
     d = _inflater.decompressobj(-15, zdict=window) if window else _inflater.decompressobj(-15)
-    try:
-        chunk = d.decompress(stream, want)
-    except (zlib.error, _inflater.error) as e:
-        raise FormatError(uri, point_c, f"corrupt deflate data ({e})") from e
-    out.append(chunk)
-    got += len(chunk)
-    if got >= want:
-        return _first(out, want)
+    data = stream
+    while True:
+        try:
+            chunk = d.decompress(data, min(piece, want - got))
+        except (zlib.error, _inflater.error) as e:
+            raise FormatError(uri, point_c, f"corrupt deflate data ({e})") from e
+        if chunk:
+            got += len(chunk)
+            yield chunk
+        if got >= want:
+            return
+        data = d.unconsumed_tail
+        if not data or d.eof:
+            break
     if not d.eof:
         if partial:
-            return _first(out, want)
+            return
         # ran out of input inside the member
         raise FormatError(uri, comp_start + len(comp), f"gzip data ends early: {got} of {want} bytes inflated "
                           "(truncated object, or it changed since it was indexed)")
@@ -252,7 +265,7 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
             rest_at = nxt
             break
     if rest_at is None and partial and candidates[-1] + 10 - comp_start > len(comp):
-        return _first(out, want)  # the next member starts past what was fetched
+        return  # the next member starts past what was fetched
     if rest_at is None:
         raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
     rest = comp[rest_at:]
@@ -262,12 +275,18 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
                 break  # zero padding after the last member
             raise FormatError(uri, comp_start + len(comp) - len(rest), "garbage where a gzip member should start")
         d = _inflater.decompressobj(31)
-        try:
-            chunk = d.decompress(rest, want - got)
-        except (zlib.error, _inflater.error) as e:
-            raise FormatError(uri, comp_start + len(comp) - len(rest), f"corrupt gzip member ({e})") from e
-        out.append(chunk)
-        got += len(chunk)
+        data = rest
+        while True:
+            try:
+                chunk = d.decompress(data, min(piece, want - got))
+            except (zlib.error, _inflater.error) as e:
+                raise FormatError(uri, comp_start + len(comp) - len(rest), f"corrupt gzip member ({e})") from e
+            if chunk:
+                got += len(chunk)
+                yield chunk
+            data = d.unconsumed_tail
+            if got >= want or not data or d.eof:
+                break
         if got >= want:
             break
         if not d.eof:
@@ -278,7 +297,6 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     if got < want and not partial:
         raise FormatError(uri, comp_start + len(comp), f"gzip stream ended after {got} of {want} bytes "
                           "(truncated, or changed since it was indexed)")
-    return _first(out, want)
 
 
 def _first(parts: list[bytes], want: int) -> bytes | memoryview:

@@ -113,6 +113,9 @@ COMMON_OPTIONS: tuple[Opt, ...] = (
         doc="with partitionBytes: at least this many partitions (Spark's parallelism; default: the CPU count "
             "of the planning machine), unless slices would fall under 4 MiB"),
     Opt("strategy", "str", None, doc="partitioning strategy; each format has a default"),
+    Opt("columns", "str", None,
+        doc="comma-separated columns to decode and return, in that order (Spark gives Python sources no column "
+            "pruning, and moving unused columns into the JVM costs as much as decoding them)"),
     Opt("indexLocation", "str", None, doc="where indexes live; default: a sidecar '<object>.dataplug/'"),
     Opt("missingIndex", "choice", "error", ("error", "scan"),
         doc="without an index: fail (default) or read each object as one task"),

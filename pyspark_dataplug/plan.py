@@ -53,7 +53,7 @@ class Dataset:
 
     @property
     def schema(self) -> pa.Schema:
-        return self.fmt.arrow_schema()
+        return self.fmt.output_schema()
 
     def plan(self, partitions: int | None = None, strategy: str | None = None,
              partition_bytes: int | None = None) -> list[list[Slice]]:
@@ -238,8 +238,24 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
         info = objects[0]
         head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, HEAD_BYTES))
     params = {**fmt.params, **fmt.resolve(first_index, head)}
+    if options.get("columns"):
+        params["select"] = select_columns(get_format(name, params).arrow_schema(), options["columns"])
     fmt = get_format(name, params)
     return Dataset(name, options, objects, indexes, fmt, storage, store, params)
+
+
+def select_columns(schema: pa.Schema, spec: str) -> list[str]:
+    """``columns`` -> the schema's names, in the order given (matched case-insensitively, as Spark does)."""
+    by_lower = {n.lower(): n for n in schema.names}
+    names = [c.strip() for c in str(spec).split(",") if c.strip()]
+    unknown = [c for c in names if c.lower() not in by_lower]
+    if unknown or not names:
+        raise OptionError(f"option columns={spec!r}: no column {', '.join(map(repr, unknown)) or 'named'}; "
+                          f"valid columns: {', '.join(schema.names)}")
+    picked = [by_lower[c.lower()] for c in names]
+    if len(set(picked)) != len(picked):
+        raise OptionError(f"option columns={spec!r} names a column twice")
+    return picked
 
 
 def plan_partitions(

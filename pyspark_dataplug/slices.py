@@ -68,6 +68,10 @@ class Slice:
     def nbytes(self) -> int:
         return sum(r.size for r in self.ranges)
 
+    def reader(self) -> RangeReader:
+        """How the slice's decoder reads its ranges: whole, or streamed in pieces (one ranged GET each)."""
+        return RangeReader(self)
+
     def fetch(self) -> list[bytes]:
         """The slice's byte ranges, one ranged read each, checked against the indexed version."""
         # only the data object is checked against its ETag; index blobs are immutable by name
@@ -86,12 +90,13 @@ class Slice:
         from .formats import get_format
 
         fmt = get_format(self.format, self.params)
+        select = self.params.get("select")
         produced = 0
-        for batch in fmt.decode(self, self.fetch()):
+        for batch in fmt.decode(self, self.reader()):
             produced += batch.num_rows
             if self.rows is not None and produced > self.rows:
                 break
-            yield batch
+            yield batch.select(select) if select and batch.schema.names != list(select) else batch
         if self.rows is not None and produced != self.rows:
             span = ", ".join(f"[{r.start}, {r.end})" for r in self.ranges if r.uri == self.uri)
             raise FormatError(self.uri, self.ranges[-1].start if self.ranges else None,
@@ -106,4 +111,43 @@ class Slice:
         from .formats import get_format
 
         fmt = get_format(self.format, self.params)
-        return pa.Table.from_batches(list(self.batches()), schema=fmt.arrow_schema())
+        return pa.Table.from_batches(list(self.batches()), schema=fmt.output_schema())
+
+
+#: bytes per ranged GET when a decoder streams a range: a task holds a few of these, not its whole slice
+PIECE_BYTES = 8 << 20
+
+
+class RangeReader:
+    """A slice's byte ranges as its decoder reads them, so decoders never touch storage themselves.
+
+    ``read(i)`` fetches range ``i`` whole (a window, a header); ``pieces(i)`` streams it as consecutive
+    ranged reads of ``size`` bytes, each checked against the indexed version like any read, so a task's
+    memory follows the piece size, not the slice size. Built from ``buffers`` it serves bytes already in
+    memory (tests, and decoders fed by something else than storage).
+    """
+
+    def __init__(self, slice_: Slice, buffers: list[bytes] | None = None) -> None:
+        self.slice = slice_
+        self.buffers = buffers
+
+    def _etag(self, r: ByteRange) -> str | None:
+        # only the data object is checked against its ETag; index blobs are immutable by name
+        return (self.slice.etag or None) if r.uri == self.slice.uri else None
+
+    def read(self, i: int) -> bytes:
+        if self.buffers is not None:
+            return self.buffers[i]
+        r = self.slice.ranges[i]
+        return get_storage(r.uri, self.slice.storage).read(r.uri, r.start, r.end, etag=self._etag(r))
+
+    def pieces(self, i: int, size: int = PIECE_BYTES) -> Iterator[bytes | memoryview]:
+        r = self.slice.ranges[i]
+        if self.buffers is not None:
+            view = memoryview(self.buffers[i])
+            for at in range(0, len(view), size):
+                yield view[at: at + size]
+            return
+        st = get_storage(r.uri, self.slice.storage)
+        for at in range(r.start, r.end, size):
+            yield st.read(r.uri, at, min(r.end, at + size), etag=self._etag(r))

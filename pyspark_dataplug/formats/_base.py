@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..index.store import Index
-    from ..slices import Slice
+    from ..slices import RangeReader, Slice
     from ..storage import ObjectInfo, StorageOptions
 
 
@@ -42,7 +42,19 @@ class Format(ABC):
     # -- schema -------------------------------------------------------------------------------------
     @abstractmethod
     def arrow_schema(self) -> pa.Schema:
-        """The schema of every batch :meth:`decode` yields (Spark checks it exactly)."""
+        """The format's full row schema (every column it can decode)."""
+
+    def output_schema(self) -> pa.Schema:
+        """The schema of the rows a read returns: the full one, or the ``columns`` the read selected.
+
+        :meth:`decode` may yield either; slices select the columns in any case, so a format that skips
+        work for unselected columns (``self.params["select"]``) is faster, never different.
+        """
+        import pyarrow as pa
+
+        full = self.arrow_schema()
+        select = self.params.get("select")
+        return full if not select else pa.schema([full.field(n) for n in select])
 
     def resolve(self, index: Index | None, head: bytes | None) -> dict[str, Any]:
         """Params to add once the first object's index (or its first bytes) is known, e.g. CSV columns.
@@ -112,5 +124,9 @@ class Format(ABC):
 
     # -- decoding -----------------------------------------------------------------------------------
     @abstractmethod
-    def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
-        """Turn a slice's fetched bytes into record batches; pure, never touches storage."""
+    def decode(self, slice_: Slice, data: RangeReader) -> Iterator[pa.RecordBatch]:
+        """Turn a slice's bytes into record batches, reading them through ``data`` only.
+
+        ``data.read(i)`` gives range ``i`` whole; ``data.pieces(i)`` streams it, so a decoder that
+        yields as it goes holds a few pieces in memory, not the slice. Decoders never touch storage.
+        """

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..index.store import Index
+    from ..slices import RangeReader
     from ..storage import ObjectInfo, StorageOptions
 
 NL = 10
@@ -62,8 +63,6 @@ GZIP_SLACK = 64 << 10
 LOOKAHEAD = 64 << 10
 #: bytes one index-build map task scans; a multiple of the spacing, so sub-chunks never straddle tasks
 SPLIT_BYTES = 64 << 20
-#: decoded input bytes per Arrow batch: large enough to amortise per-batch costs, small for memory
-BATCH_BYTES = 8 << 20
 #: bytes at each chunk edge whose CRC32 the index keeps and every slice checks
 FINGERPRINT_BYTES = 256
 
@@ -495,81 +494,121 @@ class LineFormat(Format):
             storage=storage_options,
         )
 
-    # -- decoding -----------------------------------------------------------------------------------
-    def uncompressed(self, slice_: Slice, buffers: list[bytes]) -> tuple[bytes | memoryview, int]:
-        """The slice's uncompressed bytes from its edge, and the uncompressed offset of the edge."""
+    # -- decoding: streamed, a piece at a time --------------------------------------------------------
+    def decode(self, slice_: Slice, data: RangeReader) -> Iterator[pa.RecordBatch]:
+        """Stream the slice's bytes (inflated from its seek point for gzip) and decode piece by piece.
+
+        A task holds one piece (``PIECE_BYTES`` of raw or inflated bytes), the record it cuts in two and
+        one batch, whatever the slice's size; for gzip also the slice's compressed bytes.
+        """
+        from ..slices import PIECE_BYTES
+
         ctx = slice_.context
         codec = ctx.get("codec")
-        if codec == "gzip":
-            window = zlib.decompress(buffers[0]) if ctx.get("window") else None
-            comp_range = slice_.ranges[-1]
-            data = gz.inflate(slice_.uri, buffers[-1], comp_range.start, int(ctx["c"]), int(ctx["bits"]), window,
-                              int(ctx["end"]) - int(ctx["u"]), int(ctx["size"]))
-            skip = int(ctx["edge"]) - int(ctx["u"])
-            return memoryview(data)[skip:], int(ctx["edge"])  # a view: slices are 100s of MB
-        if codec == "auto" and gz.is_gzip(buffers[0][:2]):
-            return gz.inflate_all(slice_.uri, buffers[0]), 0
-        return buffers[0], slice_.ranges[0].start
-
-    def _check_fingerprints(self, slice_: Slice, raw: bytes | memoryview, base: int) -> None:
-        for pos, length, crc in slice_.context.get("fps") or ():
-            got = fingerprint(raw[pos - base: pos - base + length])
-            if got != crc:
-                raise StaleIndexError(
-                    f"{slice_.uri}: the bytes at offset {pos} differ from those indexed (CRC32 {got:08x}, indexed "
-                    f"{crc:08x}): the object changed since it was indexed; rebuild its index (dataplug index "
-                    f"--force --format {self.name} {slice_.uri})")
-
-    def decode(self, slice_: Slice, buffers: list[bytes]) -> Iterator[pa.RecordBatch]:
-        raw, base = self.uncompressed(slice_, buffers)
-        ctx = slice_.context
-        self._check_fingerprints(slice_, raw, base)
-        fmt: LineFormat = self
-        if ctx.get("codec") == "auto":  # read without an index: sniff what the index would have said
+        if codec == "auto":  # read without an index: the whole object in one task, as Spark would
+            raw: bytes | memoryview = data.read(0)
+            if gz.is_gzip(raw[:2]):
+                raw = gz.inflate_all(slice_.uri, raw)
             fmt = self._with(self.sniff(slice_.uri, bytes(raw[:MAX_HEAD_BYTES]), True))
-        elif "start" in ctx:
-            lead = int(ctx["start"]) - base
-            raw, base = raw[lead:], base + lead
-        yield from fmt._decode_records(slice_, np.frombuffer(raw, dtype=np.uint8), base)
+            view = memoryview(raw)
+            yield from fmt._decode_stream(slice_, (view[i: i + PIECE_BYTES] for i in range(0, len(view), PIECE_BYTES)),
+                                          0)
+            return
+        if codec == "gzip":
+            window = zlib.decompress(data.read(0)) if ctx.get("window") else None
+            comp_range = slice_.ranges[-1]
+            u = int(ctx["u"])
+            pieces = gz.inflate_pieces(slice_.uri, data.read(len(slice_.ranges) - 1), comp_range.start,
+                                       int(ctx["c"]), int(ctx["bits"]), window, int(ctx["end"]) - u,
+                                       int(ctx["size"]), piece=PIECE_BYTES)
+            yield from self._decode_stream(slice_, _drop(pieces, int(ctx["edge"]) - u), int(ctx["edge"]))
+            return
+        yield from self._decode_stream(slice_, data.pieces(0), slice_.ranges[0].start)
 
-    def _decode_records(self, slice_: Slice, buf: np.ndarray, base: int) -> Iterator[pa.RecordBatch]:
+    def _decode_stream(self, slice_: Slice, pieces: Iterator[bytes | memoryview],
+                       base: int) -> Iterator[pa.RecordBatch]:
+        """Records from consecutive pieces of bytes starting at offset ``base`` (a chunk edge).
+
+        Each step decodes the whole records that have arrived and carries the one cut in two into the
+        next step, which scans again from its start (always state 0: a record start). Fingerprints are
+        checked as their bytes pass; records are counted over the whole range, emitted or not, and must
+        be exactly what the index counted.
+        """
         ctx = slice_.context
         skip, want, eof = int(ctx.get("skip", 0)), ctx.get("records"), bool(ctx.get("eof"))
-        newlines = np.flatnonzero(buf == NL)  # found once per slice; every batch reuses its share
-        sc = self.scan(buf, 0, eof, newlines)
-        if sc.bad >= 0:
-            raise FormatError(slice_.uri, base + sc.bad, sc.why)
-        stops = sc.ends + 1
-        if eof:
-            self.check_end(slice_.uri, base + len(buf), LineScan(sc.ends, sc.state, sc.pending,
-                                                                  sc.open_at + base if sc.open_at >= 0 else -1))
-            if sc.pending:
-                stops = np.append(stops, len(buf))
-        avail = len(stops)
+        stop_at = None if want is None else skip + int(want)
+        start = int(ctx.get("start", base))
+        fps = [[int(p), int(n), int(c), b""] for p, n, c in ctx.get("fps") or ()]
+        carry, carry_base, pos, found = b"", start, base, 0
+        last_piece = False
+        it = iter(pieces)
+        nxt = next(it, None)
+        while not last_piece:
+            piece = nxt if nxt is not None else b""
+            nxt = next(it, None)
+            last_piece = nxt is None
+            end = pos + len(piece)
+            if fps:
+                fps = self._check_fingerprints(slice_, fps, piece, pos)
+            if end <= start:
+                pos = end
+                if not last_piece:
+                    continue
+                piece = b""
+            elif pos < start:
+                piece = piece[start - pos:]
+            pos = end
+            arr = np.frombuffer(bytes(carry) + bytes(piece) if carry else piece, dtype=np.uint8)
+            sc = self.scan(arr, 0, eof and last_piece)
+            stops = sc.ends + 1
+            if sc.bad >= 0 and (last_piece or (len(stops) and sc.bad < stops[-1])):
+                raise FormatError(slice_.uri, carry_base + sc.bad, sc.why)
+            if last_piece and eof:
+                self.check_end(slice_.uri, carry_base + len(arr),
+                               LineScan(sc.ends, sc.state, sc.pending,
+                                        carry_base + sc.open_at if sc.open_at >= 0 else -1))
+                if sc.pending:
+                    stops = np.append(stops, len(arr))
+            lo_rec, hi_rec = found, found + len(stops)
+            a = max(skip, lo_rec)
+            b = hi_rec if stop_at is None else min(stop_at, hi_rec)
+            if b > a:
+                lo = int(stops[a - lo_rec - 1]) if a > lo_rec else 0
+                hi = int(stops[b - lo_rec - 1])
+                yield self.decode_records(slice_, arr[lo:hi], carry_base + lo, b - a)
+            found = hi_rec
+            cut = int(stops[-1]) if len(stops) else 0
+            carry, carry_base = arr[cut:].tobytes() if cut < len(arr) else b"", carry_base + cut
         total = ctx.get("total")
-        if total is not None and avail != int(total):
+        if total is not None and found != int(total):
             raise StaleIndexError(
-                f"{slice_.uri}: found {avail} records in [{base}, {base + len(buf)}) where the index counted "
-                f"{total}: the object is different than when it was indexed; rebuild its index (dataplug index "
-                f"--force --format {self.name} {slice_.uri})")
-        stop = avail if want is None else skip + int(want)
-        if avail < stop:
-            raise FormatError(
-                slice_.uri, base + len(buf),
-                f"found {avail - skip} of the {want} records its index promises in [{base}, {base + len(buf)}): "
-                "the object is shorter or different than when it was indexed (rebuild the index with --force)",
-            )
-        starts = np.concatenate(([0], stops[:-1])).astype(np.int64)
-        i = skip
-        while i < stop:
-            # group records into batches of about BATCH_BYTES of input
-            limit = starts[i] + BATCH_BYTES
-            j = int(np.searchsorted(stops, limit, side="right"))
-            j = min(max(j, i + 1), stop)
-            lo, hi = np.searchsorted(newlines, [starts[i], stops[j - 1]])
-            yield self.decode_records(slice_, buf[starts[i]: stops[j - 1]], base + int(starts[i]), j - i,
-                                      newlines[lo:hi] - starts[i])
-            i = j
+                f"{slice_.uri}: found {found} records in [{start}, {pos}) where the index counted {total}: the "
+                f"object is different than when it was indexed; rebuild its index (dataplug index --force "
+                f"--format {self.name} {slice_.uri})")
+        if stop_at is not None and found < stop_at:
+            raise FormatError(slice_.uri, pos, f"found {found - skip} of the {want} records its index promises in "
+                              f"[{start}, {pos}): the object is shorter or different than when it was indexed "
+                              "(rebuild the index with --force)")
+
+    def _check_fingerprints(self, slice_: Slice, fps: list[list[Any]], piece: bytes | memoryview,
+                            pos: int) -> list[list[Any]]:
+        """Feed a piece at offset ``pos`` to the pending fingerprints; returns those still incomplete."""
+        left = []
+        for fp in fps:
+            at, length, crc, got = fp
+            lo, hi = max(at, pos), min(at + length, pos + len(piece))
+            if hi > lo:
+                got += bytes(piece[lo - pos: hi - pos])
+            if len(got) < length:
+                left.append([at, length, crc, got])
+                continue
+            value = fingerprint(got)
+            if value != crc:
+                raise StaleIndexError(
+                    f"{slice_.uri}: the bytes at offset {at} differ from those indexed (CRC32 {value:08x}, indexed "
+                    f"{crc:08x}): the object changed since it was indexed; rebuild its index (dataplug index "
+                    f"--force --format {self.name} {slice_.uri})")
+        return left
 
     @abstractmethod
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
@@ -578,3 +617,13 @@ class LineFormat(Format):
 
         ``newlines`` are the positions of the line breaks in ``buf`` (None: find them).
         """
+
+
+def _drop(pieces: Iterator[bytes | memoryview], n: int) -> Iterator[bytes | memoryview]:
+    """The pieces without their first ``n`` bytes (inflation starts at a seek point, decoding at an edge)."""
+    for piece in pieces:
+        if n >= len(piece):
+            n -= len(piece)
+            continue
+        yield piece[n:] if n else piece
+        n = 0

@@ -206,12 +206,12 @@ class CSV(LineFormat):
                 if b > a]
         return out
 
-    def stats_map(self, slice_: Slice, buffers: list[bytes]) -> dict[str, Any]:
+    def stats_map(self, slice_: Slice) -> dict[str, Any]:
         """Narrowest type per column over the slice's records (positions; no names needed)."""
         fmt = CSV({**slice_.params, "header": False, "columns": None})
         types: list[str | None] = []
         first: list[str | None] | None = None
-        for batch in fmt.decode(slice_, buffers):
+        for batch in fmt.decode(slice_, slice_.reader()):
             if slice_.context.get("first") == 0 and first is None and batch.num_rows:
                 first = [c[0].as_py() for c in batch.columns]
             for i, col in enumerate(batch.columns):

@@ -118,8 +118,11 @@ class FASTQ(LineFormat):
             raise FormatError(slice_.uri, offset, f"FASTQ is not valid UTF-8/ASCII ({e})") from e
         header, seq, plus, qual = columns
         self._validate(slice_, buf, offset, header, seq, plus, qual)
-        ident, desc = _split_header(header)
-        return pa.RecordBatch.from_arrays([ident, desc, seq, qual], schema=self.arrow_schema())
+        out = {"sequence": seq, "quality": qual}
+        schema = self.output_schema()
+        if {"id", "description"} & set(schema.names):  # the header split is the costly part: only if asked
+            out["id"], out["description"] = _split_header(header)
+        return pa.RecordBatch.from_arrays([out[n] for n in schema.names], schema=schema)
 
     def _validate(self, slice_: Slice, buf: np.ndarray, offset: int, header: Any, seq: Any, plus: Any,
                   qual: Any) -> None:

@@ -64,7 +64,7 @@ def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions,
             if kind == "map":
                 out = fmt.build_map(task, storage)
             else:
-                out = fmt.stats_map(task, task.fetch())
+                out = fmt.stats_map(task)
             ids.append(task_id)
             results.append(json.dumps(out))
         yield pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), pa.array(results, pa.string())],

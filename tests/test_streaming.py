@@ -1,0 +1,77 @@
+"""Streamed slices: a task decodes piece by piece, exact at any piece size, in memory bounded by the piece."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from data import fastq_reference, make_fastq
+from fuzz_data import DIALECTS, make_csv
+
+import pyspark_dataplug.slices
+from pyspark_dataplug import CloudObject
+
+
+def _rows(co: CloudObject, n: int, strategy: str = "records") -> list[tuple]:
+    return [tuple(r.values()) for s in co.slices(strategy=strategy, num_slices=n) for r in s.get().to_pylist()]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 4096])
+def test_any_piece_size_gives_the_same_rows(local_store, monkeypatch, piece):
+    fq = make_fastq(400, seed=80)
+    csv = make_csv(81, DIALECTS[2], rows=300, width=3)  # CRLF, quoted line breaks, ragged rows
+    cases = [("fastq", "p.fastq", fq, {}), ("fastq", "p.fastq.gz", gzip.compress(fq), {"gzipSpacing": "40k"}),
+             ("csv", "p.csv", csv, DIALECTS[2].options()), ("csv", "p.csv.gz", gzip.compress(csv),
+                                                             DIALECTS[2].options())]
+    expected = {}
+    for fmt, name, blob, opts in cases:
+        uri = local_store.put(name, blob)
+        co = CloudObject(fmt, uri, {**opts, "indexSpacing": "2k"})
+        co.preprocess()
+        expected[name] = _rows(co, 1)  # one whole-object slice, decoded with the default 8 MiB pieces
+    assert expected["p.fastq"] == fastq_reference(fq) == expected["p.fastq.gz"]
+    monkeypatch.setattr(pyspark_dataplug.slices, "PIECE_BYTES", piece)
+    for fmt, name, _, opts in cases:
+        co = CloudObject(fmt, local_store.root + "/" + name, {**opts, "indexSpacing": "2k"})
+        for n, strategy in ((1, "records"), (5, "records"), (50, "bytes")):
+            assert _rows(co, n, strategy) == expected[name], f"{name} piece={piece} {strategy} x{n}"
+
+
+PROBE = textwrap.dedent("""
+    import json, sys
+    import pyarrow, pyspark_dataplug
+    from pyspark_dataplug import CloudObject
+    def hwm():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    co = CloudObject(sys.argv[1], sys.argv[2])
+    s = co.slices(num_slices=1)[0]
+    before = hwm()
+    rows = sum(b.num_rows for b in s.batches())
+    print(json.dumps({"rows": rows, "before_kib": before, "after_kib": hwm()}))
+""")
+
+
+def _peak_growth_mib(fmt: str, uri: str, rows: int) -> float:
+    out = subprocess.run([sys.executable, "-c", PROBE, fmt, uri], capture_output=True, text=True, check=True)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["rows"] == rows
+    return (probe["after_kib"] - probe["before_kib"]) / 1024
+
+
+def test_peak_memory_follows_the_piece_not_the_slice(local_store):
+    # one slice of 24 MB and one of 96 MB: holding a slice whole would grow the peak with it
+    line = b"x" * 95 + b"\n"
+    for suffix, pack in (("", lambda b: b), (".gz", lambda b: gzip.compress(b, compresslevel=1))):
+        growth = []
+        for lines in (250_000, 1_000_000):
+            uri = local_store.put(f"big{lines}.txt{suffix}", pack(line * lines))
+            CloudObject("text", uri).preprocess()
+            growth.append(_peak_growth_mib("text", uri, lines))
+        # loose bounds (allocators keep pages): 4x the slice must not cost more than a piece or two more
+        assert growth[1] < growth[0] + 20, f"text{suffix}: peak grew {growth} MiB for 24 and 96 MB slices"
+        assert growth[1] < 96 * 0.8, f"text{suffix}: peak grew {growth[1]:.0f} MiB for a 96 MB slice"
