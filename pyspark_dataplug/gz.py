@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -215,22 +215,61 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
     ``partial``: ``comp`` is a prefix of the rest of the object, so running out of it returns what it
     gave instead of failing (the caller fetches more if that was not enough).
     """
-    return _first(list(inflate_pieces(uri, comp, comp_start, point_c, bits, window, want, object_size, partial)),
+    return _first(list(inflate_pieces(uri, [comp], comp_start, point_c, bits, window, want, object_size, partial)),
                   want)
 
 
-def inflate_pieces(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None,
-                   want: int, object_size: int, partial: bool = False,
+class _Compressed:
+    """Compressed bytes arriving in pieces, addressed by object offset; only a few MiB are kept."""
+
+    def __init__(self, pieces: Iterable[bytes | memoryview], start: int) -> None:
+        self.it = iter(pieces)
+        self.buf = bytearray()
+        self.at = start  # object offset of buf[0]
+        self.done = False
+
+    @property
+    def end(self) -> int:
+        return self.at + len(self.buf)
+
+    def take(self, a: int, b: int) -> bytes:
+        """Bytes ``[a, b)`` (fewer at the end of the input); drops what lies before ``a``."""
+        while self.end < b and not self.done:
+            piece = next(self.it, None)
+            if piece is None:
+                self.done = True
+            else:
+                self.buf += piece
+        if a > self.at:
+            del self.buf[: a - self.at]
+            self.at = a
+        return bytes(self.buf[a - self.at: b - self.at])
+
+
+def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int, point_c: int, bits: int,
+                   window: bytes | None, want: int, object_size: int, partial: bool = False,
                    piece: int | None = None) -> Iterator[bytes]:
-    """:func:`inflate` in pieces of at most ``piece`` bytes, so a task never holds a whole slice inflated."""
+    """:func:`inflate` from compressed bytes that arrive in pieces, yielding at most ``piece`` bytes at a time.
+
+    Neither side is held whole: a task keeps a few MiB of compressed input and one piece of output.
+    """
     piece = piece or want
-    got = 0
     if want <= 0:
         return
-    stream = _shift(comp, bits) if bits else comp[point_c - comp_start:]
+    src = _Compressed(comp, comp_start)
+    block = 4 << 20
+    got = 0
     d = _inflater.decompressobj(-15, zdict=window) if window else _inflater.decompressobj(-15)
-    data = stream
+    # the first member, from the seek point: re-aligned a block at a time when it starts inside a byte
+    at = comp_start if bits else point_c
+    data = b""
     while True:
+        if not data:
+            raw = src.take(at, at + block + (1 if bits else 0))
+            if len(raw) <= (1 if bits else 0):
+                break
+            data = _shift(raw, bits) if bits else raw
+            at += len(data)
         try:
             chunk = d.decompress(data, min(piece, want - got))
         except (zlib.error, _inflater.error) as e:
@@ -240,62 +279,72 @@ def inflate_pieces(uri: str, comp: bytes, comp_start: int, point_c: int, bits: i
             yield chunk
         if got >= want:
             return
-        data = d.unconsumed_tail
-        if not data or d.eof:
+        if d.eof:
             break
+        data = d.unconsumed_tail
     if not d.eof:
         if partial:
             return
         # ran out of input inside the member
-        raise FormatError(uri, comp_start + len(comp), f"gzip data ends early: {got} of {want} bytes inflated "
+        raise FormatError(uri, src.end, f"gzip data ends early: {got} of {want} bytes inflated "
                           "(truncated object, or it changed since it was indexed)")
     # the first member ended: find its trailer on the original byte grid, then continue member by member
-    consumed = len(stream) - len(d.unused_data)
-    if bits:
-        candidates = [point_c + consumed - 1, point_c + consumed]
-    else:
-        candidates = [point_c + consumed]
+    consumed = (at - (comp_start if bits else point_c)) - len(d.unused_data)
+    candidates = [point_c + consumed - 1, point_c + consumed] if bits else [point_c + consumed]
     rest_at = None
     for t in candidates:
-        nxt = t + 8 - comp_start
-        if nxt >= len(comp) and t + 8 >= object_size:
-            rest_at = nxt
+        head = src.take(min(candidates), t + 10)[t + 8 - min(candidates):]
+        if not head and src.done and t + 8 >= object_size:
+            rest_at = t + 8
             break
-        if comp[nxt: nxt + 2] == MAGIC:
-            rest_at = nxt
+        if head[:2] == MAGIC:
+            rest_at = t + 8
             break
-    if rest_at is None and partial and candidates[-1] + 10 - comp_start > len(comp):
+    if rest_at is None and partial and src.done:
         return  # the next member starts past what was fetched
     if rest_at is None:
         raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
-    rest = comp[rest_at:]
-    while got < want and rest:
-        if rest[:2] != MAGIC:
-            if not rest.strip(b"\x00"):
+    at = rest_at
+    while got < want:
+        head = src.take(at, at + 2)
+        if not head:
+            break
+        if head != MAGIC:
+            rest = src.take(at, at + block)
+            while rest and not rest.strip(b"\x00"):
+                at += len(rest)
+                rest = src.take(at, at + block)
+            if not rest:
                 break  # zero padding after the last member
-            raise FormatError(uri, comp_start + len(comp) - len(rest), "garbage where a gzip member should start")
+            raise FormatError(uri, at, "garbage where a gzip member should start")
         d = _inflater.decompressobj(31)
-        data = rest
+        member_at = at
+        data = b""
         while True:
+            if not data:
+                data = src.take(at, at + block)
+                if not data:
+                    break
+                at += len(data)
             try:
                 chunk = d.decompress(data, min(piece, want - got))
             except (zlib.error, _inflater.error) as e:
-                raise FormatError(uri, comp_start + len(comp) - len(rest), f"corrupt gzip member ({e})") from e
+                raise FormatError(uri, member_at, f"corrupt gzip member ({e})") from e
             if chunk:
                 got += len(chunk)
                 yield chunk
-            data = d.unconsumed_tail
-            if got >= want or not data or d.eof:
+            if got >= want or d.eof:
                 break
+            data = d.unconsumed_tail
         if got >= want:
             break
         if not d.eof:
             if partial:
-                break
-            raise FormatError(uri, comp_start + len(comp), "gzip data ends early (truncated object?)")
-        rest = d.unused_data
+                return
+            raise FormatError(uri, src.end, "gzip data ends early (truncated object?)")
+        at -= len(d.unused_data)  # the next member starts where this one's bytes ended
     if got < want and not partial:
-        raise FormatError(uri, comp_start + len(comp), f"gzip stream ended after {got} of {want} bytes "
+        raise FormatError(uri, src.end, f"gzip stream ended after {got} of {want} bytes "
                           "(truncated, or changed since it was indexed)")
 
 

@@ -122,6 +122,10 @@ COMMON_OPTIONS: tuple[Opt, ...] = (
     Opt("endpointUrl", "str", None, doc="S3-compatible endpoint URL"),
     Opt("region", "str", None, doc="S3 region"),
     Opt("anonymous", "bool", False, doc="unsigned S3 requests (public buckets)"),
+    Opt("partSize", "size", 8 << 20, bounds=(1, 1 << 30),
+        doc="bytes per ranged GET when a task streams its slice (tiny sizes only make sense for tests)"),
+    Opt("partsInFlight", "int", 4, bounds=(1, 64),
+        doc="ranged GETs a task keeps in flight while it decodes (1: one at a time)"),
     Opt("path", "str", None),
     Opt("paths", "str", None),
 )

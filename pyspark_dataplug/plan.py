@@ -71,6 +71,8 @@ def storage_options(options: Mapping[str, Any]) -> StorageOptions:
         endpoint_url=options.get("endpointUrl") or None,
         region=options.get("region") or None,
         anonymous=bool(options.get("anonymous")),
+        part_size=int(options.get("partSize") or 8 << 20),
+        parts_in_flight=int(options.get("partsInFlight") or 4),
     )
 
 

@@ -9,6 +9,8 @@ Offsets everywhere in this package are ``start`` inclusive, ``end`` exclusive.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -114,7 +116,8 @@ class Slice:
         return pa.Table.from_batches(list(self.batches()), schema=fmt.output_schema())
 
 
-#: bytes per ranged GET when a decoder streams a range: a task holds a few of these, not its whole slice
+#: bytes a decoder takes at a time when a range is streamed (and the ranged GET size unless ``partSize``
+#: says otherwise): a task holds a few of these, not its whole slice
 PIECE_BYTES = 8 << 20
 
 
@@ -141,13 +144,33 @@ class RangeReader:
         r = self.slice.ranges[i]
         return get_storage(r.uri, self.slice.storage).read(r.uri, r.start, r.end, etag=self._etag(r))
 
-    def pieces(self, i: int, size: int = PIECE_BYTES) -> Iterator[bytes | memoryview]:
+    def pieces(self, i: int, size: int | None = None) -> Iterator[bytes | memoryview]:
         r = self.slice.ranges[i]
+        size = size or self.slice.storage.part_size
         if self.buffers is not None:
             view = memoryview(self.buffers[i])
             for at in range(0, len(view), size):
                 yield view[at: at + size]
             return
         st = get_storage(r.uri, self.slice.storage)
-        for at in range(r.start, r.end, size):
-            yield st.read(r.uri, at, min(r.end, at + size), etag=self._etag(r))
+        starts = range(r.start, r.end, size)
+        ahead = max(1, int(self.slice.storage.parts_in_flight))
+        if ahead == 1 or len(starts) == 1:
+            for at in starts:
+                yield st.read(r.uri, at, min(r.end, at + size), etag=self._etag(r))
+            return
+        # the next parts are in flight while this one is decoded: S3's first-byte latency and per-connection
+        # bandwidth are hidden behind the decoder and behind each other (each part retries on its own)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="dataplug-part") as pool:
+            pending = deque()
+            todo = iter(starts)
+            for at in itertools.islice(todo, ahead):
+                pending.append(pool.submit(st.read, r.uri, at, min(r.end, at + size), self._etag(r)))
+            while pending:
+                data = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(st.read, r.uri, nxt, min(r.end, nxt + size), self._etag(r)))
+                yield data

@@ -47,12 +47,17 @@ class StorageOptions:
         Unsigned requests, for public buckets.
     max_attempts : int
         Attempts per request for transient errors (5xx, throttling, broken connections).
+    part_size, parts_in_flight : int
+        A streamed range is read as ranged GETs of ``part_size`` bytes, ``parts_in_flight`` at once (S3's
+        guidance: 8-16 MiB byte ranges over several connections).
     """
 
     endpoint_url: str | None = None
     region: str | None = None
     anonymous: bool = False
     max_attempts: int = 8
+    part_size: int = 8 << 20
+    parts_in_flight: int = 4
 
 
 @dataclass(frozen=True)

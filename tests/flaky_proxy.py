@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
@@ -55,6 +56,10 @@ class FlakyProxy:
         self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
         self.before_forward: Callable[[int], None] | None = None
+        #: shaping, to look like S3 from a cluster: seconds before the first byte of every response, and a
+        #: cap on each connection's bytes per second (None: as fast as loopback)
+        self.latency = 0.0
+        self.bandwidth: float | None = None
         self.lock = threading.Lock()
         proxy = self
 
@@ -115,9 +120,22 @@ class FlakyProxy:
                     self.wfile.flush()
                     self.close_connection = True
                     return
+                if proxy.latency:
+                    time.sleep(proxy.latency)
                 self.end_headers()
                 if self.command != "HEAD":
+                    self._send_paced(data)
+
+            def _send_paced(self, data: bytes) -> None:
+                if not proxy.bandwidth:
                     self.wfile.write(data)
+                    return
+                t0, step = time.perf_counter(), 256 << 10
+                for at in range(0, len(data), step):
+                    self.wfile.write(data[at: at + step])
+                    ahead = (at + step) / proxy.bandwidth - (time.perf_counter() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
 
             def _reply(self, status: int, body: bytes) -> None:
                 self.send_response(status)

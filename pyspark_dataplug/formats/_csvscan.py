@@ -102,6 +102,7 @@ class Scan:
     closes: np.ndarray
     closes_first: np.ndarray
     comments: list[tuple[int, int]]
+    size: int = 0  # bytes scanned
 
 
 def separators(buf: np.ndarray, d: Dialect) -> np.ndarray:
@@ -185,7 +186,7 @@ def scan(buf: np.ndarray, d: Dialect, state: int, uri: str = "", base: int = 0) 
         else:
             rest_is_comment = d.comment is not None and buf[last] == d.comment
             pending = not rest_is_comment and not (d.crlf and n - last == 1 and buf[last] == CR)
-    return Scan(ends, end_state, pending, open_at, clean, opens, closes, closes_first, comments)
+    return Scan(ends, end_state, pending, open_at, clean, opens, closes, closes_first, comments, n)
 
 
 def _comment_spans(buf: np.ndarray, d: Dialect, nl: np.ndarray, starts: np.ndarray) -> list[tuple[int, int]]:
@@ -215,24 +216,30 @@ def _pair_fast(buf: np.ndarray, d: Dialect, q: np.ndarray, nl: np.ndarray,
         opens = opening.astype(np.int64)
     closes = np.concatenate((closing, [n] * (len(opens) - len(closing)))).astype(np.int64)
     if len(q):
+        idx = np.arange(len(q))
+        o_idx, c_idx = idx[par == 0], idx[par == 1]
         # an opening quote starts a field: after a delimiter or a separator (or, RFC, right after the
-        # closing quote of a "" pair)
+        # closing quote of a "" pair -- the quote before an opening one is always a closing one)
         o = opening
         prev = buf[np.maximum(o - 1, 0)]
-        at_line = np.isin(o, nl + 1) | ((o == 0) & (state == OUT))
-        ok = at_line | ((o > 0) & (prev == d.sep))
+        at_line = (o > 0) & (prev == NL)
+        if d.crlf:
+            at_line &= buf[np.maximum(o - 2, 0)] == CR
+        ok = at_line | ((o == 0) & (state == OUT)) | ((o > 0) & (prev == d.sep))
         if d.rfc:
-            ok |= (o > 0) & np.isin(o - 1, closing)
+            ok |= (o_idx > 0) & (q[np.maximum(o_idx - 1, 0)] == o - 1)
         if not ok.all():
             return None
         # a closing quote is followed by a delimiter, a separator, the end, or (RFC) the next quote
         c = closing
-        nxt_i = np.minimum(c + 1, n - 1)
-        nxt = buf[nxt_i]
+        nxt = buf[np.minimum(c + 1, n - 1)]
         ok = (c + 1 >= n) | (nxt == d.sep)
-        ok |= np.isin(c + 1, nl) if not d.crlf else np.isin(c + 2, nl) & (nxt == CR)
+        if d.crlf:
+            ok |= (nxt == CR) & (buf[np.minimum(c + 2, n - 1)] == NL) & (c + 2 < n)
+        else:
+            ok |= (nxt == NL) & (c + 1 < n)
         if d.rfc:
-            ok |= np.isin(c + 1, opening)
+            ok |= (c_idx + 1 < len(q)) & (q[np.minimum(c_idx + 1, len(q) - 1)] == c + 1)
         if not ok.all():
             return None
     # comment lines: line starts outside quotes; they must hold no quote (else the exact path decides)

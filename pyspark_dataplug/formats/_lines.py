@@ -90,6 +90,7 @@ class LineScan:
     open_at: int = -1
     bad: int = -1
     why: str = ""
+    detail: Any = None  # what a format's scan found besides records (CSV: quoted regions), for its decoder
 
 
 def lines_array(buf: np.ndarray, newlines: np.ndarray | None = None) -> pa.StringArray:
@@ -140,8 +141,13 @@ class LineFormat(Format):
     options: ClassVar[tuple[Opt, ...]] = LINE_OPTIONS
 
     # -- the record machine (what subclasses change) -------------------------------------------------
-    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
-        """Records of ``buf``, which starts at a line start in ``state``; ``eof``: it ends the object."""
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None,
+             check: bool = True) -> LineScan:
+        """Records of ``buf``, which starts at a line start in ``state``; ``eof``: it ends the object.
+
+        ``check``: also look for malformed records (index builds must; decoders that check every record
+        they decode anyway may skip it).
+        """
         nl = np.flatnonzero(buf == NL) if newlines is None else newlines
         return LineScan(nl, 0, bool(len(buf) and buf[-1] != NL))
 
@@ -498,8 +504,8 @@ class LineFormat(Format):
     def decode(self, slice_: Slice, data: RangeReader) -> Iterator[pa.RecordBatch]:
         """Stream the slice's bytes (inflated from its seek point for gzip) and decode piece by piece.
 
-        A task holds one piece (``PIECE_BYTES`` of raw or inflated bytes), the record it cuts in two and
-        one batch, whatever the slice's size; for gzip also the slice's compressed bytes.
+        A task holds one piece (``PIECE_BYTES`` of raw or inflated bytes, and for gzip a few MiB of
+        compressed ones), the record it cuts in two and one batch, whatever the slice's size.
         """
         from ..slices import PIECE_BYTES
 
@@ -518,7 +524,7 @@ class LineFormat(Format):
             window = zlib.decompress(data.read(0)) if ctx.get("window") else None
             comp_range = slice_.ranges[-1]
             u = int(ctx["u"])
-            pieces = gz.inflate_pieces(slice_.uri, data.read(len(slice_.ranges) - 1), comp_range.start,
+            pieces = gz.inflate_pieces(slice_.uri, data.pieces(len(slice_.ranges) - 1), comp_range.start,
                                        int(ctx["c"]), int(ctx["bits"]), window, int(ctx["end"]) - u,
                                        int(ctx["size"]), piece=PIECE_BYTES)
             yield from self._decode_stream(slice_, _drop(pieces, int(ctx["edge"]) - u), int(ctx["edge"]))
@@ -559,7 +565,7 @@ class LineFormat(Format):
                 piece = piece[start - pos:]
             pos = end
             arr = np.frombuffer(bytes(carry) + bytes(piece) if carry else piece, dtype=np.uint8)
-            sc = self.scan(arr, 0, eof and last_piece)
+            sc = self.scan(arr, 0, eof and last_piece, check=False)
             stops = sc.ends + 1
             if sc.bad >= 0 and (last_piece or (len(stops) and sc.bad < stops[-1])):
                 raise FormatError(slice_.uri, carry_base + sc.bad, sc.why)
@@ -575,7 +581,7 @@ class LineFormat(Format):
             if b > a:
                 lo = int(stops[a - lo_rec - 1]) if a > lo_rec else 0
                 hi = int(stops[b - lo_rec - 1])
-                yield self.decode_records(slice_, arr[lo:hi], carry_base + lo, b - a)
+                yield self.decode_records(slice_, arr[lo:hi], carry_base + lo, b - a, (sc, lo))
             found = hi_rec
             cut = int(stops[-1]) if len(stops) else 0
             carry, carry_base = arr[cut:].tobytes() if cut < len(arr) else b"", carry_base + cut
@@ -612,10 +618,11 @@ class LineFormat(Format):
 
     @abstractmethod
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
-                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
+                       scanned: tuple[LineScan, int] | None = None) -> pa.RecordBatch:
         """Decode exactly ``count`` whole records held in ``buf`` (which starts at byte ``offset``).
 
-        ``newlines`` are the positions of the line breaks in ``buf`` (None: find them).
+        ``scanned``: the scan of a larger buffer that holds ``buf`` at the given position, for formats
+        whose decoding needs what the scan found (so it is not found twice).
         """
 
 

@@ -33,8 +33,10 @@ from ._csvscan import (
     IN,
     OUT,
     Dialect,
+    Scan,
     detect_crlf,
     line_start_after,
+    outside,
     outside_separators,
     record_spans,
     scan,
@@ -103,9 +105,10 @@ class CSV(LineFormat):
             return {"crlf": False} if complete else None
         return {"crlf": crlf}
 
-    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None,
+             check: bool = True) -> LineScan:
         sc = scan(buf, self.dialect, state)
-        return LineScan(sc.ends, sc.state, sc.pending, sc.open_at)
+        return LineScan(sc.ends, sc.state, sc.pending, sc.open_at, detail=sc)
 
     def scan_states(self, buf: np.ndarray, eof: bool, newlines: np.ndarray) -> list[LineScan]:
         """From outside quotes, then from inside: the second reuses the first once the two agree.
@@ -239,11 +242,11 @@ class CSV(LineFormat):
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
-                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
+                       scanned: tuple[LineScan, int] | None = None) -> pa.RecordBatch:
         import pyarrow as pa
 
         d = self.dialect
-        sc = scan(buf, d, OUT)
+        sc = _sub_scan(scanned, len(buf)) if scanned and scanned[0].detail is not None else scan(buf, d, OUT)
         cols = self.params.get("columns")
         if cols is None:  # type inference: as many string columns as the first record has fields
             spans = record_spans(buf, d, sc)
@@ -300,6 +303,18 @@ class CSV(LineFormat):
         return [pa.array(c, pa.string()) for c in columns]
 
 
+def _sub_scan(scanned: tuple[LineScan, int], n: int) -> Scan:
+    """The scan of ``n`` bytes at ``at`` of a scanned buffer (they start at a record start, outside quotes)."""
+    whole, at = scanned
+    sc: Scan = whole.detail
+    keep = (sc.opens >= at) & (sc.opens < at + n)
+    comments = [(a - at, b - at) for a, b in sc.comments if at <= a < at + n]
+    ends = sc.ends[(sc.ends >= at) & (sc.ends < at + n)] - at
+    pending = bool(sc.pending and sc.state == OUT and at + n >= sc.size)
+    return Scan(ends, OUT, pending, -1, sc.clean, sc.opens[keep] - at, sc.closes[keep] - at,
+                sc.closes_first[keep] - at, comments)
+
+
 def _text(uri: str, offset: int, value: bytes | None) -> str | None:
     if value is None:
         return None
@@ -310,12 +325,16 @@ def _text(uri: str, offset: int, value: bytes | None) -> str | None:
 
 
 def _outside(pos: np.ndarray, sc: Any) -> np.ndarray:
-    """Those of ``pos`` outside every quoted region."""
-    if not len(sc.opens) or not len(pos):
-        return pos
+    return outside(pos, sc.opens, sc.closes)
+
+
+def _inside(pos: np.ndarray, sc: Any) -> np.ndarray:
+    """Those of ``pos`` strictly inside a quoted region."""
+    if not len(pos) or not len(sc.opens):
+        return pos[:0]
     k = np.searchsorted(sc.opens, pos) - 1
     kc = np.maximum(k, 0)
-    return pos[~((k >= 0) & (pos > sc.opens[kc]) & (pos < sc.closes[kc]))]
+    return pos[(k >= 0) & (pos > sc.opens[kc]) & (pos < sc.closes[kc])]
 
 
 def _plain_line_breaks(buf: np.ndarray, d: Dialect, sc: Any) -> bool:
@@ -340,7 +359,7 @@ def _plain_bytes(buf: np.ndarray, d: Dialect, sc: Any) -> bytes:
             keep[a:b] = False
     if d.escape is not None and d.quote is not None:
         e = np.flatnonzero(buf == d.escape)
-        e = e[~np.isin(e, _outside(e, sc))] if len(e) else e
+        e = _inside(e, sc)
         if len(e):
             buf = buf.copy()
             keep = np.ones(len(buf), dtype=bool) if keep is None else keep

@@ -32,7 +32,8 @@ class FASTQ(LineFormat):
 
         return pa.schema([pa.field(n, pa.string()) for n in ("id", "description", "sequence", "quality")])
 
-    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None) -> LineScan:
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None,
+             check: bool = True) -> LineScan:
         nl = np.flatnonzero(buf == NL) if newlines is None else newlines
         n = len(buf)
         if eof:
@@ -49,7 +50,8 @@ class FASTQ(LineFormat):
         lines = len(nl) + partial
         end_state = (state + lines) % 4
         sc = LineScan(nl[(3 - state) % 4:: 4], end_state, partial and end_state == 0)
-        self._check_lines(buf[:n], nl, state, sc)
+        if check:
+            self._check_lines(buf[:n], nl, state, sc)
         return sc
 
     def _check_lines(self, buf: np.ndarray, nl: np.ndarray, state: int, sc: LineScan) -> None:
@@ -90,11 +92,11 @@ class FASTQ(LineFormat):
                               "4-line record")
 
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
-                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
+                       scanned: tuple[LineScan, int] | None = None) -> pa.RecordBatch:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        buf, nl = terminated(buf, newlines)
+        buf, nl = terminated(buf)
         if len(nl) != 4 * count:
             raise FormatError(slice_.uri, offset, f"expected {4 * count} lines for {count} reads, found {len(nl)}")
         # One zero-copy array of lines *with* their line breaks, then one gather per column: every byte is

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..cloudobject import by_strategy
 from ..errors import FormatError
-from ._lines import LineFormat, lines_array
+from ._lines import LineFormat, LineScan, lines_array
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,11 +30,11 @@ class Text(LineFormat):
         return pa.schema([pa.field("value", pa.string())])
 
     def decode_records(self, slice_: Slice, buf: np.ndarray, offset: int, count: int,
-                       newlines: np.ndarray | None = None) -> pa.RecordBatch:
+                       scanned: tuple[LineScan, int] | None = None) -> pa.RecordBatch:
         import pyarrow as pa
 
         try:
-            lines = lines_array(buf, newlines)
+            lines = lines_array(buf)
         except pa.ArrowInvalid as e:
             raise FormatError(slice_.uri, offset, f"text is not valid UTF-8 in [{offset}, {offset + len(buf)}) "
                               f"({e})") from e
