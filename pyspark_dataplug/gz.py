@@ -219,6 +219,27 @@ def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, win
                   want)
 
 
+def _feed(d: object, next_block: Callable[[], bytes], left: int, piece: int,
+          fail: Callable[[Exception], Exception]) -> Iterator[bytes]:
+    """Inflate one member: at most ``piece`` bytes per chunk, until ``left`` bytes, its end or the input's."""
+    data = b""
+    while left > 0:
+        if not data:
+            data = next_block()
+            if not data:
+                return
+        try:
+            chunk = d.decompress(data, min(piece, left))  # type: ignore[attr-defined]
+        except (zlib.error, _inflater.error) as e:
+            raise fail(e) from e
+        if chunk:
+            left -= len(chunk)
+            yield chunk
+        if d.eof:  # type: ignore[attr-defined]
+            return
+        data = d.unconsumed_tail  # type: ignore[attr-defined]
+
+
 class _Compressed:
     """Compressed bytes arriving in pieces, addressed by object offset; only a few MiB are kept."""
 
@@ -261,27 +282,22 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
     got = 0
     d = _inflater.decompressobj(-15, zdict=window) if window else _inflater.decompressobj(-15)
     # the first member, from the seek point: re-aligned a block at a time when it starts inside a byte
-    at = comp_start if bits else point_c
-    data = b""
-    while True:
-        if not data:
-            raw = src.take(at, at + block + (1 if bits else 0))
-            if len(raw) <= (1 if bits else 0):
-                break
-            data = _shift(raw, bits) if bits else raw
-            at += len(data)
-        try:
-            chunk = d.decompress(data, min(piece, want - got))
-        except (zlib.error, _inflater.error) as e:
-            raise FormatError(uri, point_c, f"corrupt deflate data ({e})") from e
-        if chunk:
-            got += len(chunk)
-            yield chunk
-        if got >= want:
-            return
-        if d.eof:
-            break
-        data = d.unconsumed_tail
+    first_at = at = comp_start if bits else point_c
+
+    def aligned() -> bytes:
+        nonlocal at
+        raw = src.take(at, at + block + (1 if bits else 0))
+        if len(raw) <= (1 if bits else 0):
+            return b""
+        data = _shift(raw, bits) if bits else raw
+        at += len(data)
+        return data
+
+    for chunk in _feed(d, aligned, want, piece, lambda e: FormatError(uri, point_c, f"corrupt deflate data ({e})")):
+        got += len(chunk)
+        yield chunk
+    if got >= want:
+        return
     if not d.eof:
         if partial:
             return
@@ -289,7 +305,7 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
         raise FormatError(uri, src.end, f"gzip data ends early: {got} of {want} bytes inflated "
                           "(truncated object, or it changed since it was indexed)")
     # the first member ended: find its trailer on the original byte grid, then continue member by member
-    consumed = (at - (comp_start if bits else point_c)) - len(d.unused_data)
+    consumed = (at - first_at) - len(d.unused_data)
     candidates = [point_c + consumed - 1, point_c + consumed] if bits else [point_c + consumed]
     rest_at = None
     for t in candidates:
@@ -305,6 +321,13 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
     if rest_at is None:
         raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
     at = rest_at
+
+    def plain() -> bytes:  # later members start byte-aligned
+        nonlocal at
+        data = src.take(at, at + block)
+        at += len(data)
+        return data
+
     while got < want:
         head = src.take(at, at + 2)
         if not head:
@@ -319,23 +342,10 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
             raise FormatError(uri, at, "garbage where a gzip member should start")
         d = _inflater.decompressobj(31)
         member_at = at
-        data = b""
-        while True:
-            if not data:
-                data = src.take(at, at + block)
-                if not data:
-                    break
-                at += len(data)
-            try:
-                chunk = d.decompress(data, min(piece, want - got))
-            except (zlib.error, _inflater.error) as e:
-                raise FormatError(uri, member_at, f"corrupt gzip member ({e})") from e
-            if chunk:
-                got += len(chunk)
-                yield chunk
-            if got >= want or d.eof:
-                break
-            data = d.unconsumed_tail
+        for chunk in _feed(d, plain, want - got, piece,
+                           lambda e, m=member_at: FormatError(uri, m, f"corrupt gzip member ({e})")):
+            got += len(chunk)
+            yield chunk
         if got >= want:
             break
         if not d.eof:
