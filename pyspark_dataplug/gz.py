@@ -269,10 +269,12 @@ class _Compressed:
 
 def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int, point_c: int, bits: int,
                    window: bytes | None, want: int, object_size: int, partial: bool = False,
-                   piece: int | None = None) -> Iterator[bytes]:
+                   piece: int | None = None, member: bool = False) -> Iterator[bytes]:
     """:func:`inflate` from compressed bytes that arrive in pieces, yielding at most ``piece`` bytes at a time.
 
     Neither side is held whole: a task keeps a few MiB of compressed input and one piece of output.
+    ``member``: ``point_c`` is where a gzip member starts (its header), as a BGZF ``.gzi`` entry says,
+    rather than a point inside raw deflate data.
     """
     piece = piece or want
     if want <= 0:
@@ -280,6 +282,9 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
     src = _Compressed(comp, comp_start)
     block = 4 << 20
     got = 0
+    if member:
+        yield from _members(uri, src, point_c, want, piece, partial, block)
+        return
     d = _inflater.decompressobj(-15, zdict=window) if window else _inflater.decompressobj(-15)
     # the first member, from the seek point: re-aligned a block at a time when it starts inside a byte
     first_at = at = comp_start if bits else point_c
@@ -320,9 +325,15 @@ def inflate_pieces(uri: str, comp: Iterable[bytes | memoryview], comp_start: int
         return  # the next member starts past what was fetched
     if rest_at is None:
         raise FormatError(uri, candidates[-1], "no gzip member follows the end of a deflate stream (corrupt data)")
-    at = rest_at
+    yield from _members(uri, src, rest_at, want - got, piece, partial, block)
 
-    def plain() -> bytes:  # later members start byte-aligned
+
+def _members(uri: str, src: _Compressed, at: int, want: int, piece: int, partial: bool,
+             block: int) -> Iterator[bytes]:
+    """Whole gzip members from offset ``at`` (byte-aligned), until ``want`` bytes or the end of the data."""
+    got = 0
+
+    def plain() -> bytes:
         nonlocal at
         data = src.take(at, at + block)
         at += len(data)

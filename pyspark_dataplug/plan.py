@@ -227,7 +227,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     fmt = cls(format_params(cls, options))
     store = IndexStore(options.get("indexLocation"), storage)
     index_params = fmt.index_params()
-    indexes = [store.load(info, name, index_params) for info in objects]
+    indexes = [store.load(info, name, index_params) or fmt.sidecar_index(info, storage) for info in objects]
     missing = [o.uri for o, i in zip(objects, indexes, strict=True) if i is None]
     if missing:
         if options.get("missingIndex") != "scan":

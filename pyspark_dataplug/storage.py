@@ -137,9 +137,14 @@ def get_storage(uri: str, options: StorageOptions | None = None) -> Storage:
     return LocalStorage()
 
 
+#: indexes the field keeps next to its files (samtools, bgzip, tabix): never data of their own
+SIDECAR_SUFFIXES = (".fai", ".gzi", ".tbi", ".csi")
+
+
 def _skip_name(name: str) -> bool:
     base = name.rstrip("/").rsplit("/", 1)[-1]
-    return base.startswith(("_", ".")) or INDEX_SUFFIX + "/" in name + "/" or base.endswith(INDEX_SUFFIX)
+    return (base.startswith(("_", ".")) or INDEX_SUFFIX + "/" in name + "/" or base.endswith(INDEX_SUFFIX)
+            or base.lower().endswith(SIDECAR_SUFFIXES))
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:

@@ -21,6 +21,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "text": ("pyspark_dataplug.formats.text:Text", None),
     "csv": ("pyspark_dataplug.formats.csv:CSV", None),
     "fastq": ("pyspark_dataplug.formats.fastq:FASTQ", None),
+    "fasta": ("pyspark_dataplug.formats.fasta:FASTA", None),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first).
@@ -28,6 +29,7 @@ EXTENSIONS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text",
     ".csv": "csv", ".tsv": "csv",
     ".fastq": "fastq", ".fq": "fastq",
+    ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 

@@ -101,6 +101,13 @@ class Format(ABC):
     def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
         """Combine the map rows of one object into its index (exact, whatever the chunking)."""
 
+    def sidecar_index(self, info: ObjectInfo, storage: StorageOptions) -> Index | None:
+        """An index the field already ships next to the object (a FASTA ``.fai``), when it has no own one.
+
+        Called at planning for objects without a dataplug index; None means there is none to use.
+        """
+        return None
+
     # -- planning -----------------------------------------------------------------------------------
     @abstractmethod
     def units(self, index: Index, strategy: str) -> int:

@@ -28,7 +28,7 @@ import zlib
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -127,41 +127,20 @@ def fingerprint(data: np.ndarray | bytes | memoryview) -> int:
     return zlib.crc32(data)
 
 
-class LineFormat(Format):
-    """Base of formats whose records are runs of lines; subclasses say which line breaks end a record."""
+class ChunkedBuild(Format):
+    """Index builds over line-aligned chunks: parallel byte ranges of a plain object, or gzip seek points.
 
-    #: states at a line start (see the module docstring); 0 is "a record starts here"
-    n_states: ClassVar[int] = 1
-    # bytes first (the default): its cuts snap to index points, so neighbouring slices never read the same
-    # bytes twice; equal record counts must cut between index points, re-reading up to one spacing per cut
-    strategies: ClassVar[dict[str, str]] = {
-        "bytes": "equal uncompressed bytes per slice, cut at exact record boundaries (at index points)",
-        "records": "equal record counts per slice (within one record)",
-    }
+    The map tasks, the gzip passes and the chunk edges (line starts: the module docstring) are shared by
+    every format whose index comes from scanning its lines; what a chunk *reports* is the format's own
+    (:meth:`_scan_chunks`), and so is the reduce.
+    """
+
     options: ClassVar[tuple[Opt, ...]] = LINE_OPTIONS
-
-    # -- the record machine (what subclasses change) -------------------------------------------------
-    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None,
-             check: bool = True) -> LineScan:
-        """Records of ``buf``, which starts at a line start in ``state``; ``eof``: it ends the object.
-
-        ``check``: also look for malformed records (index builds must; decoders that check every record
-        they decode anyway may skip it).
-        """
-        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
-        return LineScan(nl, 0, bool(len(buf) and buf[-1] != NL))
-
-    def scan_states(self, buf: np.ndarray, eof: bool, newlines: np.ndarray) -> list[LineScan]:
-        """:meth:`scan` from every state (index build); formats may share work between the states."""
-        return [self.scan(buf, s, eof, newlines) for s in range(self.n_states)]
 
     def line_start_after(self, buf: np.ndarray, p: int) -> int | None:
         """The first line start after a line separator that lies wholly in ``buf[p:]``; None if none."""
         k = np.flatnonzero(buf[p:] == NL)
         return p + int(k[0]) + 1 if len(k) else None
-
-    def check_end(self, uri: str, size: int, sc: LineScan) -> None:
-        """Raise if the object cannot end like this (e.g. inside a FASTQ record or a CSV quote)."""
 
     def sniff(self, uri: str, head: bytes, complete: bool) -> dict[str, Any] | None:
         """Params read off the object's first bytes that scanning needs (CSV: its line separator).
@@ -169,10 +148,6 @@ class LineFormat(Format):
         ``complete``: ``head`` is the whole object. None means: more bytes are needed.
         """
         return {}
-
-    def first_record(self) -> int:
-        """Records at the start of every object that are not data (a CSV header)."""
-        return 0
 
     @property
     def spacing(self) -> int:
@@ -182,10 +157,9 @@ class LineFormat(Format):
     def gzip_spacing(self) -> int:
         return int(self.params.get("gzipSpacing") or DEFAULT_GZIP_SPACING)
 
-    def _with(self, extra: Mapping[str, Any] | None) -> LineFormat:
+    def _with(self, extra: Mapping[str, Any] | None) -> Self:
         return self if not extra else type(self)({**self.params, **extra})
 
-    # -- index build --------------------------------------------------------------------------------
     def build_tasks(self, info: ObjectInfo, head: bytes, index_dir: str,
                     storage: StorageOptions | None = None) -> list[dict[str, Any]]:
         task = {"uri": info.uri, "etag": info.etag, "size": info.size}
@@ -250,31 +224,6 @@ class LineFormat(Format):
             edges.append(last)
         return edges
 
-    def _scan_chunks(self, data: np.ndarray, base: int, nominal: list[int], last: int,
-                     size: int) -> list[dict[str, Any]]:
-        """For each chunk and each possible start state: what the reduce needs (see the module docstring)."""
-        edges = self._edges(data, base, nominal, last)
-        rows = []
-        for a, b in zip(edges, edges[1:], strict=False):
-            sub = data[a - base: b - base]
-            eof = b >= size
-            newlines = np.flatnonzero(sub == NL)
-            per_state = []
-            for sc in self.scan_states(sub, eof, newlines):
-                per_state.append([
-                    len(sc.ends),
-                    int(sc.ends[0]) + a if len(sc.ends) else -1,
-                    int(sc.state),
-                    bool(sc.pending),
-                    sc.open_at + a if sc.open_at >= 0 else -1,
-                    sc.bad + a if sc.bad >= 0 else -1,
-                    sc.why,
-                ])
-            fp_len = min(FINGERPRINT_BYTES, b - a)
-            rows.append({"chunk": a, "end": b, "fp": fingerprint(sub[:fp_len]), "fp_len": fp_len,
-                         "states": per_state})
-        return rows
-
     def _gzip_points(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
         """Stage 1 for gzip: the seek points (one sequential pass); their windows go to a blob."""
         from ..index.store import store_blob
@@ -331,6 +280,72 @@ class LineFormat(Format):
             c_end = min(int(task["size"]), c_end + 2 * (c_end - c_start))
         last = usize if last is None else (u0 + last if end < usize else usize)
         return self._scan_chunks(data, u0, [int(b) for b in bounds[:-1]], last, usize)
+
+    def _scan_chunks(self, data: np.ndarray, base: int, nominal: list[int], last: int,
+                     size: int) -> list[dict[str, Any]]:
+        """What the reduce needs to know of the chunks of ``data`` (which starts at offset ``base``)."""
+        raise NotImplementedError
+
+
+class LineFormat(ChunkedBuild):
+    """Base of formats whose records are runs of lines; subclasses say which line breaks end a record."""
+
+    #: states at a line start (see the module docstring); 0 is "a record starts here"
+    n_states: ClassVar[int] = 1
+    # bytes first (the default): its cuts snap to index points, so neighbouring slices never read the same
+    # bytes twice; equal record counts must cut between index points, re-reading up to one spacing per cut
+    strategies: ClassVar[dict[str, str]] = {
+        "bytes": "equal uncompressed bytes per slice, cut at exact record boundaries (at index points)",
+        "records": "equal record counts per slice (within one record)",
+    }
+
+    # -- the record machine (what subclasses change) -------------------------------------------------
+    def scan(self, buf: np.ndarray, state: int, eof: bool, newlines: np.ndarray | None = None,
+             check: bool = True) -> LineScan:
+        """Records of ``buf``, which starts at a line start in ``state``; ``eof``: it ends the object.
+
+        ``check``: also look for malformed records (index builds must; decoders that check every record
+        they decode anyway may skip it).
+        """
+        nl = np.flatnonzero(buf == NL) if newlines is None else newlines
+        return LineScan(nl, 0, bool(len(buf) and buf[-1] != NL))
+
+    def scan_states(self, buf: np.ndarray, eof: bool, newlines: np.ndarray) -> list[LineScan]:
+        """:meth:`scan` from every state (index build); formats may share work between the states."""
+        return [self.scan(buf, s, eof, newlines) for s in range(self.n_states)]
+
+    def check_end(self, uri: str, size: int, sc: LineScan) -> None:
+        """Raise if the object cannot end like this (e.g. inside a FASTQ record or a CSV quote)."""
+
+    def first_record(self) -> int:
+        """Records at the start of every object that are not data (a CSV header)."""
+        return 0
+
+    # -- index build --------------------------------------------------------------------------------
+    def _scan_chunks(self, data: np.ndarray, base: int, nominal: list[int], last: int,
+                     size: int) -> list[dict[str, Any]]:
+        """For each chunk and each possible start state: what the reduce needs (see the module docstring)."""
+        edges = self._edges(data, base, nominal, last)
+        rows = []
+        for a, b in zip(edges, edges[1:], strict=False):
+            sub = data[a - base: b - base]
+            eof = b >= size
+            newlines = np.flatnonzero(sub == NL)
+            per_state = []
+            for sc in self.scan_states(sub, eof, newlines):
+                per_state.append([
+                    len(sc.ends),
+                    int(sc.ends[0]) + a if len(sc.ends) else -1,
+                    int(sc.state),
+                    bool(sc.pending),
+                    sc.open_at + a if sc.open_at >= 0 else -1,
+                    sc.bad + a if sc.bad >= 0 else -1,
+                    sc.why,
+                ])
+            fp_len = min(FINGERPRINT_BYTES, b - a)
+            rows.append({"chunk": a, "end": b, "fp": fingerprint(sub[:fp_len]), "fp_len": fp_len,
+                         "states": per_state})
+        return rows
 
     def _walk(self, uri: str, rows: list[dict[str, Any]], size: int) -> tuple[list[list[int]], int]:
         """The reduce: chunk results in order from state 0 -> index points and the record count.

@@ -137,7 +137,9 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     summary = BuildSummary(fmt.name)
     todo = []
     for info in objects:
-        if not force and up_to_date(store, info, fmt, requested):
+        if not force and (up_to_date(store, info, fmt, requested)
+                          or (store.load_manifest(info.uri, fmt.name) is None
+                              and fmt.sidecar_index(info, storage) is not None)):
             summary.skipped.append(info.uri)
         else:
             todo.append(info)
