@@ -549,8 +549,12 @@ class _Parser:
             return
         data = self.line + bytes(piece) if self.line else piece
         arr = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(arr[::-1] == NL)
-        cut = len(arr) - int(nl[0]) if len(nl) else 0
+        cut, step = 0, 1 << 16
+        for hi in range(len(arr), 0, -step):  # the last line break: look back from the end, a little at a time
+            nl = np.flatnonzero(arr[max(0, hi - step): hi] == NL)
+            if len(nl):
+                cut = max(0, hi - step) + int(nl[-1]) + 1
+                break
         base = self.at - len(self.line)
         self.at += len(piece)
         self.line = bytes(arr[cut:])
@@ -587,32 +591,43 @@ class _Parser:
             header[0] = False  # the stream starts at a base inside a line: that line is sequence
         self.mid_line = False
         hidx = np.flatnonzero(header)
-        # bytes that are bases: in a sequence line before its trailing whitespace, not a space or a CR
-        mark = np.zeros(n + 1, dtype=np.int8)
-        body = ~header
-        mark[starts[body]] = 1  # line starts and rstrip ends are all distinct (a blank line's cancel out)
-        mark[rend[body]] -= 1
-        keep = np.cumsum(mark[:n], dtype=np.int8) > 0
-        keep &= (buf != SP) & (buf != CR)
+        # bytes that are bases: in a sequence line before its trailing whitespace, not a space or a CR. Counted
+        # per line (cheap), then one mask: line breaks out, header lines and trailing whitespace out by range
+        junk = np.flatnonzero((buf == SP) | (buf == CR))
+        kept = rend - starts - (np.searchsorted(junk, rend) - np.searchsorted(junk, starts))
+        kept[header] = 0
         if self.title is None:  # before the first header: blank or comment lines only
-            stop = int(starts[hidx[0]]) if len(hidx) else n
-            pre = np.flatnonzero(keep[:stop])
-            if len(pre):
-                line = int(np.searchsorted(starts, pre[0], side="right")) - 1
-                if not (self.preamble and buf[starts[line]] in (ord(";"), ord("#"))):
+            stop = int(hidx[0]) if len(hidx) else len(starts)
+            text = np.flatnonzero(kept[:stop])
+            if len(text):
+                if not (self.preamble and all(buf[starts[i]] in (ord(";"), ord("#")) for i in text)):
+                    bad = next(int(i) for i in text if not (self.preamble and buf[starts[i]] in (ord(";"), ord("#"))))
                     what = ("sequence before the first '>' header: only blank lines and ';' or '#' comment lines "
                             "may come before it") if self.preamble else (
                         "bases where the index puts a record's header (the object changed since it was indexed; "
                         f"rebuild: dataplug index --force --format fasta {self.uri})")
-                    raise FormatError(self.uri, base + int(starts[line]), what)
-                keep[:stop] = False  # comments
-        ck = np.concatenate(([0], np.cumsum(keep)))
+                    raise FormatError(self.uri, base + int(starts[bad]), what)
+                kept[:stop] = 0  # comments
+                header = header.copy()
+                header[:stop] = True  # dropped whole, like header lines
+        keep = buf != NL
+        cut = header | (rend < ends)
+        lo = np.where(header, starts, rend)[cut]
+        hi = ends[cut]
+        if len(lo):
+            lens = hi - lo
+            total = int(lens.sum())
+            if total:
+                keep[np.repeat(lo - np.cumsum(lens) + lens, lens) + np.arange(total)] = False
+        if len(junk):
+            keep[junk] = False
+        ck = np.concatenate(([0], np.cumsum(kept)))  # bases before each line
         bases = buf[keep]
         if self.row:
             bases = np.concatenate((np.frombuffer(self.row, np.uint8), bases))
         shift = len(self.row)
         # segments of the base stream: the open record's, then one per header
-        seg_start = np.concatenate(([0], ck[starts[hidx]] + shift)).astype(np.int64)
+        seg_start = np.concatenate(([0], ck[hidx] + shift)).astype(np.int64)
         seg_len = np.diff(np.append(seg_start, len(bases)))
         pos0 = np.zeros(len(seg_start), dtype=np.int64)
         pos0[0] = self.row_pos
