@@ -71,7 +71,9 @@ def decode(text: str, **kw: Any) -> tuple[VCFHeader, pa.RecordBatch]:
 def f32(x: Any) -> Any:
     """Round every float in a nested value to float32 (htslib's precision)."""
     if isinstance(x, float):
-        return x if math.isnan(x) or math.isinf(x) else float(np.float32(x))
+        if math.isnan(x):
+            return "NaN"  # NaN != NaN: compare a stand-in
+        return x if math.isinf(x) else float(np.float32(x))
     if isinstance(x, list | tuple):
         return [f32(v) for v in x]
     if isinstance(x, dict):
@@ -417,6 +419,98 @@ def test_annotations_csq_ann() -> None:
     assert r[1]["INFO_CSQ"] is None
     assert r[1]["INFO_ANN"] == [{"Allele": "C", "Annotation": None, "Rank": None, "cDNA_pos/cDNA_length": None,
                                  "Distance": None, "ERRORS/WARNINGS/INFO": "x|"}]
+
+
+# Glow's own expectations (VCFDatasourceSuite "Parse VEP" / "Parse SnpEff", on Glow's test-data
+# vcf/loftee.vcf and vcf/snpeff.vcf): the CSQ header line and first annotation of loftee.vcf, and snpeff.vcf's
+# ANN header line and row
+LOFTEE_CSQ_HEADER = (
+    '##INFO=<ID=CSQ,Number=.,Type=String,Description="Consequence annotations from Ensembl VEP. Format: '
+    "Allele|Consequence|IMPACT|SYMBOL|Gene|Feature_type|Feature|BIOTYPE|EXON|INTRON|HGVSc|HGVSp|cDNA_position|"
+    "CDS_position|Protein_position|Amino_acids|Codons|Existing_variation|DISTANCE|STRAND|FLAGS|SYMBOL_SOURCE|"
+    'HGNC_ID|LoF|LoF_filter|LoF_flags|LoF_info">\n')
+LOFTEE_CSQ = (
+    "T|missense_variant&splice_region_variant|MODERATE|CHEK2|ENSG00000183765|Transcript|ENST00000328354|"
+    "protein_coding|11/15||||1341|1259|420|C/Y|tGc/tAc|||-1||HGNC|16627||||EXON_START:29091698&DONOR_GERP_DIFF:0&"
+    "DONOR_MES_DIFF:4.2436768980804&BRANCHPOINT_DISTANCE:NA&DONOR_ISS:4&INTRON_END:29091697&"
+    "DONOR_DISRUPTION_PROB:0.892289929287647&DONOR_ESE:27&MUTANT_DONOR_MES:5.20491527083293&DONOR_ISE:7&"
+    "EXON_END:29091861&DONOR_ESS:34&INTRON_START:29091231")
+SNPEFF_ANN_HEADER = (
+    "##INFO=<ID=ANN,Number=.,Type=String,Description=\"Functional annotations: 'Allele | Annotation | "
+    "Annotation_Impact | Gene_Name | Gene_ID | Feature_Type | Feature_ID | Transcript_BioType | Rank | HGVS.c | "
+    "HGVS.p | cDNA.pos / cDNA.length | CDS.pos / CDS.length | AA.pos / AA.length | Distance | "
+    "ERRORS / WARNINGS / INFO' \">\n")
+SNPEFF_ANN = (
+    "T|splice_region_variant&synonymous_variant|LOW|GAB4|ENSG00000215568|transcript|ENST00000400588|"
+    "protein_coding|6/10|c.1287G>A|p.Lys429Lys|1395|1287/1725|429/574||,T|splice_region_variant&"
+    "non_coding_exon_variant|LOW|GAB4|ENSG00000215568|transcript|ENST00000465611|nonsense_mediated_decay|5/9|"
+    "n.*1412G>A||||||,T|splice_region_variant&non_coding_exon_variant|LOW|GAB4|ENSG00000215568|transcript|"
+    "ENST00000520505|processed_transcript|2/2|n.169G>A||||||,T|3_prime_UTR_variant|MODIFIER|GAB4|ENSG00000215568|"
+    "transcript|ENST00000465611|nonsense_mediated_decay|5/9|n.*1412G>A|||||2228|,T|downstream_gene_variant|"
+    "MODIFIER|GAB4|ENSG00000215568|transcript|ENST00000523144|processed_transcript||n.*594G>A|||||1200|")
+
+
+def test_annotations_as_glows_own_tests() -> None:
+    text = ("##fileformat=VCFv4.1\n" + LOFTEE_CSQ_HEADER + SNPEFF_ANN_HEADER
+            + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+            + f"22\t17446991\t.\tC\tT\t.\t.\tCSQ={LOFTEE_CSQ};ANN={SNPEFF_ANN}\n")
+    _, b = decode(text)
+    csq = b.column("INFO_CSQ")[0].as_py()
+    assert len(csq) == 1 and list(csq[0].values()) == [
+        "T", ["missense_variant", "splice_region_variant"], "MODERATE", "CHEK2", "ENSG00000183765", "Transcript",
+        "ENST00000328354", "protein_coding", {"rank": "11", "total": "15"}, None, None, None, "1341", "1259",
+        "420", {"reference": "C", "variant": "Y"}, {"reference": "tGc", "variant": "tAc"}, None, None, "-1", None,
+        "HGNC", "16627", None, None, None,
+        ["EXON_START:29091698", "DONOR_GERP_DIFF:0", "DONOR_MES_DIFF:4.2436768980804", "BRANCHPOINT_DISTANCE:NA",
+         "DONOR_ISS:4", "INTRON_END:29091697", "DONOR_DISRUPTION_PROB:0.892289929287647", "DONOR_ESE:27",
+         "MUTANT_DONOR_MES:5.20491527083293", "DONOR_ISE:7", "EXON_END:29091861", "DONOR_ESS:34",
+         "INTRON_START:29091231"]]
+    ann = b.column("INFO_ANN")[0].as_py()
+    assert len(ann) == 5
+    assert list(ann[0].values()) == [
+        "T", ["splice_region_variant", "synonymous_variant"], "LOW", "GAB4", "ENSG00000215568", "transcript",
+        "ENST00000400588", "protein_coding", {"rank": "6", "total": "10"}, "c.1287G>A", "p.Lys429Lys",
+        {"pos": "1395", "length": None}, {"pos": "1287", "length": "1725"}, {"pos": "429", "length": "574"},
+        None, None]
+    assert list(ann[1].values()) == [
+        "T", ["splice_region_variant", "non_coding_exon_variant"], "LOW", "GAB4", "ENSG00000215568", "transcript",
+        "ENST00000465611", "nonsense_mediated_decay", {"rank": "5", "total": "9"}, "n.*1412G>A", None, None, None,
+        None, None, None]
+    assert [a["Distance"] for a in ann] == [None, None, None, 2228, 1200]
+
+
+def test_nan_and_inf(tmp_path: Path) -> None:
+    """Glow's "Tolerate lower-case nan's" / "Tolerate inf": any case and sign of nan/inf/infinity."""
+    head = ('##fileformat=VCFv4.2\n##INFO=<ID=X,Number=.,Type=Float,Description="">\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="">\n'
+            '##FORMAT=<ID=GP,Number=G,Type=Float,Description="">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\n")
+    rows = ["1\t1\t.\tC\tT\tNaN\t.\tX=inf,-Infinity,+nan\tGT:GP\t./.:Nan",
+            "1\t2\t.\tC\tT\t-inf\t.\tX=INF,1e3,.5\tGT:GP\t0/1:nan,-INF,1.25"]
+    _, b = decode(head + "\n".join(rows) + "\n")
+    r = b.to_pylist()
+    assert math.isnan(r[0]["qual"]) and r[1]["qual"] == -math.inf
+    x0 = r[0]["INFO_X"]
+    assert x0[:2] == [math.inf, -math.inf] and math.isnan(x0[2]) and r[1]["INFO_X"] == [math.inf, 1000.0, 0.5]
+    gp0, gp1 = (row["genotypes"][0]["posteriorProbabilities"] for row in r)
+    assert len(gp0) == 1 and math.isnan(gp0[0])
+    assert math.isnan(gp1[0]) and gp1[1:] == [-math.inf, 1.25]
+
+
+def test_trailing_tabs() -> None:
+    """Files in Glow's test data (bcftools output) end header lines, the #CHROM line and every data line with a
+    tab; htslib rejects them, htsjdk/Glow read them: so do we, when the tab is the only surplus column."""
+    head = ('##FORMAT=<ID=AD,Number=R,Type=Integer,Description="Allelic depths">\t\n'
+            '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+            "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\t\n")
+    h = VCFHeader.parse(head)
+    assert h.format[0] == FieldDef("AD", "R", "Integer", "Allelic depths") and h.samples == ("A", "B")
+    data = "chr20\t269\t.\tA\tAT\t30\t.\tAC=1\tGT:AD\t1/1:3,4\t./.\t\nchr20\t300\t.\tA\tC\t30\t.\t.\tGT\t0/1\t\n"
+    b = decode_lines(as_buf(data.encode()), h)
+    assert [[(g["calls"], g["alleleDepths"]) for g in r] for r in b.column("genotypes").to_pylist()] == [
+        [([1, 1], [3, 4]), ([-1, -1], None)], [([0, 1], None), ([-1], None)]]  # an empty last sample: GT '' -> [-1]
+    with pytest.raises(FormatError, match="expected 11 tab-separated columns"):  # two surplus: malformed
+        decode_lines(as_buf(b"chr20\t269\t.\tA\tAT\t30\t.\t.\tGT\t1/1\t0/0\t\t\n"), h)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -198,6 +198,8 @@ class VCFHeader:
             if not line:
                 continue
             if line.startswith("##"):
+                line = line.rstrip()  # some writers leave a tab after the closing '>'
+
                 key, eq, rest = line[2:].partition("=")
                 if not eq or not rest.startswith("<") or key not in ("INFO", "FORMAT", "contig"):
                     continue
@@ -211,7 +213,7 @@ class VCFHeader:
                 target = info if key == "INFO" else fmt
                 target.setdefault(fd.id, fd)
             elif line.startswith("#"):
-                cols = line.split("\t")
+                cols = line.rstrip().split("\t")  # a trailing tab names no sample (htsjdk drops it too)
                 if tuple(cols[:8]) != _FIXED or (len(cols) > 8 and cols[8] != "FORMAT"):
                     raise FormatError(uri, None, "VCF #CHROM header line must be tab-separated "
                                       f"{' '.join(_FIXED)} [FORMAT sample...]; got {line[:200]!r}")
@@ -530,6 +532,13 @@ class _Rows:
         tlo = np.searchsorted(tabs, starts)
         ntab = np.searchsorted(tabs, ends) - tlo
         nsamp = len(header.samples)
+        # a tab ending the line, when it is the only surplus column, is a writer's quirk (bcftools output in
+        # Glow's test data; Glow ignores columns past the last sample): drop it
+        surplus = ntab == (8 + nsamp if nsamp else 8) + 1
+        trailing = surplus & (ends > starts) & (B.at(ends - 1) == TAB)
+        if trailing.any():
+            ends = ends - trailing
+            ntab = ntab - trailing
         if nsamp:
             ok = ntab == 8 + nsamp
             expect = f"{9 + nsamp} tab-separated columns (8 + FORMAT + {nsamp} samples)"
