@@ -669,6 +669,32 @@ def test_lenient_skips_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     assert s.equals(good_only) and not caplog.records
 
 
+def test_big_buffers_decode_in_pieces(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Buffers over PIECE_BYTES are cut at line ends: same batch, one LENIENT warning, STRICT offsets exact."""
+    from pyspark_dataplug.formats import _vcfparse
+
+    head, data = split_vcf(random_vcf(8, 150, 4))
+    h = VCFHeader.parse(head)
+    whole = decode_lines(as_buf(data), h)
+    lines = data.splitlines(keepends=True)
+    for piece in (200, 1000, 5000):  # lines are ~100-1000 bytes: some pieces hold one long line
+        monkeypatch.setattr(_vcfparse, "PIECE_BYTES", piece)
+        assert len(_vcfparse._pieces(as_buf(data))) > 1
+        assert decode_lines(as_buf(data), h).equals(whole)
+        bad = lines[:40] + [b"1\tx\t.\tA\tC\t.\t.\t.\n"] + lines[40:120] + [b"\n"] + lines[120:]
+        joined = b"".join(bad)
+        first_bad = len(b"".join(lines[:40]))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="pyspark_dataplug"):
+            assert decode_lines(as_buf(joined), h, stringency="LENIENT", offset=7).equals(whole)
+        msgs = [r.getMessage() for r in caplog.records if r.name == "pyspark_dataplug"]
+        assert len(msgs) == 1 and f"skipped 2 malformed VCF line(s); the first at byte {7 + first_bad}" in msgs[0]
+        late = b"".join(lines[:120]) + b"\n" + b"".join(lines[120:])
+        with pytest.raises(FormatError) as e:
+            decode_lines(as_buf(late), h, offset=7)
+        assert e.value.offset == 7 + len(b"".join(lines[:120])) and "empty line" in str(e.value)
+
+
 # ---------------------------------------------------------------------------------------------------
 # positions
 # ---------------------------------------------------------------------------------------------------

@@ -72,10 +72,10 @@ Deviations from Glow, on purpose
 Errors and ``stringency``
 -------------------------
 A line is malformed when: it is empty; its column count is not 8 + FORMAT + one per header sample (a
-sites-only header accepts 8 or 9 columns); POS is not an integer; a sample has more ``:`` fields than its
-FORMAT string; or a typed value does not parse (an Integer that is not a 32-bit integer, a Float or QUAL
-that is not a number, a GT allele that is not an integer or ``.``, INFO END that is not an integer, an
-annotation ``Distance`` that is not an integer). Then:
+sites-only header accepts 8 or 9 columns; one surplus empty column from a trailing tab is dropped); POS is
+not an integer; a sample has more ``:`` fields than its FORMAT string; or a typed value does not parse (an
+Integer that is not a 32-bit integer, a Float or QUAL that is not a number, a GT allele that is not an
+integer or ``.``, INFO END that is not an integer, an annotation ``Distance`` that is not an integer). Then:
 
 - ``STRICT`` (default here): raise :class:`FormatError` naming ``uri``, the malformed line's byte offset in
   the object (``offset`` + its position in ``buf``) and what is wrong.
@@ -1157,6 +1157,11 @@ def _info_end(B: _Bytes, rows: _Rows, errors: _Errors) -> tuple[np.ndarray, np.n
     return row[has], np.asarray(vals.filter(pa.array(has)).to_numpy(zero_copy_only=False), np.int64)
 
 
+#: decode_lines works through big buffers in pieces of about this many bytes (cut at line ends): its
+#: temporaries take ~16x the bytes they decode, so a 64 MB slice would otherwise peak near 1 GB
+PIECE_BYTES = 8 << 20
+
+
 def decode_lines(buf: np.ndarray, header: VCFHeader, *, include_sample_ids: bool = True, flatten_info: bool = True,
                  stringency: str = "STRICT", select: list[str] | None = None, uri: str = "",
                  offset: int = 0) -> pa.RecordBatch:
@@ -1165,7 +1170,8 @@ def decode_lines(buf: np.ndarray, header: VCFHeader, *, include_sample_ids: bool
     ``select`` names the top-level columns wanted, in output order; unselected ones are not parsed
     (genotypes, the costliest, only when asked); None or empty means every column (as
     ``Format.output_schema``). ``offset`` is the object offset of ``buf[0]``, so errors
-    name the malformed line's offset in the object.
+    name the malformed line's offset in the object. Buffers over :data:`PIECE_BYTES` are decoded piece by
+    piece (same result, bounded memory).
     """
     stringency = _check_stringency(stringency)
     schema = vcf_schema(header, include_sample_ids, flatten_info)
@@ -1174,6 +1180,48 @@ def decode_lines(buf: np.ndarray, header: VCFHeader, *, include_sample_ids: bool
     if unknown:
         raise OptionError(f"unknown VCF column(s) {unknown}; the columns are {', '.join(schema.names)}")
     out_schema = pa.schema([schema.field(n) for n in names])
+    buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+    batches, skipped, first = [], 0, None
+    for lo, hi in _pieces(buf):
+        b, n, f = _decode_piece(buf[lo:hi], header, schema, out_schema, include_sample_ids, flatten_info,
+                                stringency, uri, offset + lo)
+        batches.append(b)
+        skipped += n
+        if first is None and f is not None:
+            first = f
+    if skipped and stringency == "LENIENT":
+        log.warning("%s: skipped %d malformed VCF line(s); the first at byte %d", uri, skipped, first)
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches, out_schema).combine_chunks().to_batches()[0]
+
+
+def _pieces(buf: np.ndarray) -> list[tuple[int, int]]:
+    """``[lo, hi)`` pieces of about PIECE_BYTES, each cut just after a newline (one piece if small)."""
+    n = len(buf)
+    if n <= PIECE_BYTES:
+        return [(0, n)]
+    out, lo = [], 0
+    while lo < n:
+        if n - lo <= PIECE_BYTES:
+            out.append((lo, n))
+            break
+        nl = np.flatnonzero(buf[lo + PIECE_BYTES:min(n, lo + 2 * PIECE_BYTES)] == NL)
+        if not len(nl):  # a line longer than a piece: take it whole, up to its end
+            more = np.flatnonzero(buf[lo + PIECE_BYTES:] == NL)
+            hi = lo + PIECE_BYTES + int(more[0]) + 1 if len(more) else n
+        else:
+            hi = lo + PIECE_BYTES + int(nl[0]) + 1
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _decode_piece(buf: np.ndarray, header: VCFHeader, schema: pa.Schema, out_schema: pa.Schema,
+                  include_sample_ids: bool, flatten_info: bool, stringency: str, uri: str, offset: int
+                  ) -> tuple[pa.RecordBatch, int, int | None]:
+    """One piece -> (batch, malformed lines skipped, object offset of the first skipped or None)."""
+    names = out_schema.names
     dec = _Decoder(buf, header, stringency, uri, offset)
     R = dec.R
     cols: dict[str, pa.Array] = {}
@@ -1213,14 +1261,10 @@ def decode_lines(buf: np.ndarray, header: VCFHeader, *, include_sample_ids: bool
     nbad = int(bad.sum())
     if nbad:
         batch = batch.filter(pa.array(~bad))
-    skipped = nbad + dec.rows.skipped
-    if skipped and stringency == "LENIENT":
-        firsts = [dec.rows.first_skipped] if dec.rows.skipped else []
-        if nbad:
-            firsts.append(int(dec.rows.starts[np.argmax(bad)]))
-        log.warning("%s: skipped %d malformed VCF line(s); the first at byte %d", uri, skipped,
-                    offset + min(firsts))
-    return batch
+    firsts = [dec.rows.first_skipped] if dec.rows.skipped else []
+    if nbad:
+        firsts.append(int(dec.rows.starts[np.argmax(bad)]))
+    return batch, nbad + dec.rows.skipped, (offset + min(firsts)) if firsts else None
 
 
 def positions(buf: np.ndarray, uri: str = "", offset: int = 0) -> tuple[list[str] | pa.Array, np.ndarray, np.ndarray]:
