@@ -86,15 +86,18 @@ integer or ``.``, INFO END that is not an integer, an annotation ``Distance`` th
 (Glow's default is SILENT and it keeps a malformed line with the bad field null; skipping the whole line
 keeps every value we return one the file really holds.)
 
-Speed (``benchmarks/vcf_decode.py``: one process, one call over the whole buffer, every column decoded,
-best of 3; pysam 0.24.1 iterating the records and calling ``values()`` on every sample, which reads every
-FORMAT value; Python 3.11 on a shared 2-core VM, load ~1, so +-30% between runs; GT:AD:DP:GQ:PL):
+Speed (``benchmarks/vcf_decode.py``: one process, every column decoded, best of 3; pysam 0.24.1
+iterating the records and calling ``values()`` on every sample, which reads every FORMAT value; Python 3.11
+on a shared 2-core VM where another job ran, so ranges over four runs; GT:AD:DP:GQ:PL genotypes):
 
-- 20,000 rows x 100 samples (54.9 MB): decode_lines 2.20 s (9.1k variants/s, 0.91M genotypes/s);
-  pysam 6.39 s (3.1k variants/s) -> 2.9x.
-- 2,000 rows x 1,000 samples (53.6 MB): decode_lines 2.15 s (0.93k variants/s, 0.93M genotypes/s);
-  pysam 16.6 s (0.12k variants/s) -> 7.7x (pysam's per-sample access re-reads the record's FORMAT values).
-- :func:`positions` over either: ~0.09 s (~600 MB/s).
+- 20,000 rows x 100 samples (54.9 MB): decode_lines 2.2-2.9 s (7-9k variants/s, 0.7-0.9M genotypes/s);
+  pysam 6.4-13 s (1.5-3.1k variants/s): 2.9-4.6x faster.
+- 2,000 rows x 1,000 samples (53.6 MB): decode_lines 2.2-2.8 s (0.7-0.9k variants/s, 0.7-0.9M
+  genotypes/s); pysam 16.6-25 s (0.08-0.12k variants/s): 7.7-9.5x faster (pysam's per-sample access
+  re-reads the record's FORMAT values).
+- :func:`positions`: 0.09-0.15 s for either (360-630 MB/s).
+- Memory: temporaries take ~16x the bytes of a piece (PIECE_BYTES, 8 MB), so a 55 MB buffer peaks at
+  ~+300 MB RSS, mostly the ~110 MB result and its concatenation.
 """
 
 from __future__ import annotations
