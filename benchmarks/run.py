@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genomics import section_fasta, section_vcf
 from s3_fastq_read import FastqPlan, ensure_fastq, s3_server
 
 if TYPE_CHECKING:
@@ -248,6 +249,7 @@ class Data:
 def prepare_data(size_mb: float, sections: list[str]) -> Data:
     DATA.mkdir(parents=True, exist_ok=True)
     data = Data()
+    data.info["size_mb"] = size_mb
     if set(sections) & {"gz", "build", "plan", "bytes", "s3", "memory"}:
         t = time.perf_counter()
         data.fastq, data.fastq_plan, _, reused = ensure_fastq(DATA, size_mb)
@@ -833,6 +835,8 @@ SECTIONS: dict[str, tuple[str, Callable[[Ctx], Section]]] = {
     "bytes": ("6", section_bytes),
     "s3": ("7", section_s3),
     "memory": ("8", section_memory),
+    "fasta": ("9", section_fasta),
+    "vcf": ("10", section_vcf),
 }
 
 

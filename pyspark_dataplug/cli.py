@@ -24,7 +24,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("endpoint_url", "index_location", "region"):
         value = getattr(args, name, None)
         if value:
-            opts[{"endpoint_url": "endpointUrl", "index_location": "indexLocation", "region": "region"}[name]] = value
+            key = {"endpoint_url": "endpointUrl", "index_location": "indexLocation", "region": "awsRegion"}[name]
+            opts[key] = value
     return opts
 
 

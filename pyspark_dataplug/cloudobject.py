@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .slices import Slice
 
 #: keys of Dataplug's ``s3_config`` (boto3 client arguments) that we can honour without carrying secrets
-_S3_CONFIG_KEYS = {"endpoint_url": "endpointUrl", "region_name": "region", "anonymous": "anonymous"}
+_S3_CONFIG_KEYS = {"endpoint_url": "endpointUrl", "region_name": "awsRegion", "anonymous": "anonymous"}
 
 
 class CloudObject:

@@ -8,7 +8,8 @@ clients from the options in each slice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,7 +55,25 @@ class DataplugDataSource(DataSource):
         return arrow_to_spark(dataset.schema)
 
     def reader(self, schema: StructType) -> DataSourceReader:
+        if _planning_with_pushdown():
+            return DataplugPushdownReader(dict(self.options), dict(self.conf_defaults))
         return DataplugReader(dict(self.options), dict(self.conf_defaults))
+
+
+def _planning_with_pushdown() -> bool:
+    """Whether Spark's filter-pushdown worker is the one asking for a reader.
+
+    A reader that defines ``pushFilters`` fails every query while ``spark.sql.python.filterPushdown.enabled``
+    is off (DATA_SOURCE_PUSHDOWN_DISABLED), and a Python source cannot read that conf. Spark asks for the
+    reader from its pushdown worker only when the conf is on, so the reader with ``pushFilters`` is handed out
+    only there: reads work with the conf on (pruning) and off (no pruning, same rows).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.endswith("data_source_pushdown_filters.py"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 class DataplugReader(DataSourceReader):
@@ -62,10 +81,12 @@ class DataplugReader(DataSourceReader):
         self.options = options
         self.defaults = defaults
 
+    pushed: dict[str, Any] | None = None
+
     def partitions(self) -> list[InputPartition]:
         from .plan import open_dataset
 
-        dataset = open_dataset(self.options, self.defaults)
+        dataset = open_dataset(self.options, self.defaults, pushed=self.pushed)
         parts = [DataplugPartition(tuple(p)) for p in dataset.plan()]
         # Spark needs at least one partition; an empty dataset reads as one task that yields nothing.
         return parts or [DataplugPartition(())]
@@ -74,3 +95,19 @@ class DataplugReader(DataSourceReader):
         assert isinstance(partition, DataplugPartition)
         for s in partition.slices:
             yield from s.batches()
+
+
+class DataplugPushdownReader(DataplugReader):
+    """The reader Spark's pushdown worker gets: formats turn filters into pruning (VCF regions).
+
+    Every filter is handed back to Spark, which applies it to the rows: pushed filters only decide which
+    parts of an object are read, so a format never has to evaluate Spark's filter semantics exactly.
+    """
+
+    def pushFilters(self, filters: list[Any]) -> Iterable[Any]:  # noqa: N802 - Spark's name
+        from .formats import format_class
+        from .plan import parse_read_options
+
+        name, _, _ = parse_read_options(self.options, self.defaults)
+        self.pushed = format_class(name).push_filters(list(filters)) or None
+        return list(filters)

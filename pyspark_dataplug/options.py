@@ -120,7 +120,9 @@ COMMON_OPTIONS: tuple[Opt, ...] = (
     Opt("missingIndex", "choice", "error", ("error", "scan"),
         doc="without an index: fail (default) or read each object as one task"),
     Opt("endpointUrl", "str", None, doc="S3-compatible endpoint URL"),
-    Opt("region", "str", None, doc="S3 region"),
+    Opt("awsRegion", "str", None,
+        doc="S3 region (also accepted as 'region' by formats that give 'region' no meaning of their own: VCF's is "
+            "a genomic region)"),
     Opt("anonymous", "bool", False, doc="unsigned S3 requests (public buckets)"),
     Opt("partSize", "size", 8 << 20, bounds=(1, 1 << 30),
         doc="bytes per ranged GET when a task streams its slice (tiny sizes only make sense for tests)"),

@@ -69,7 +69,7 @@ class Dataset:
 def storage_options(options: Mapping[str, Any]) -> StorageOptions:
     return StorageOptions(
         endpoint_url=options.get("endpointUrl") or None,
-        region=options.get("region") or None,
+        region=options.get("awsRegion") or None,
         anonymous=bool(options.get("anonymous")),
         part_size=int(options.get("partSize") or 8 << 20),
         parts_in_flight=int(options.get("partsInFlight") or 4),
@@ -88,10 +88,14 @@ def parse_read_options(raw: Mapping[str, Any], defaults: Mapping[str, Any] | Non
         name = str(name).lower()
     else:
         # only the storage options are needed to list a folder, and the format's own are unknown yet
-        storage_keys = {o.name.lower() for o in COMMON_OPTIONS if o.name in ("endpointUrl", "region", "anonymous")}
+        storage_keys = {o.name.lower() for o in COMMON_OPTIONS if o.name in ("endpointUrl", "awsRegion", "anonymous")}
         common = parse_options({k: v for k, v in lowered.items() if k in storage_keys}, (), defaults)
         name = guess_dataset_format(paths, storage_options(common))
     cls = format_class(name)
+    if not any(o.name == "region" for o in cls.options):  # 'region' was the S3 region's name before VCF came
+        for given in (lowered, defaults):
+            if "region" in given:
+                given.setdefault("awsregion", given.pop("region"))
     options = parse_options(lowered, cls.options, defaults, fmt=name)
     options["format"] = name
     if name == "csv" and not ({"sep", "delimiter"} & (lowered.keys() | defaults.keys())) \
@@ -217,8 +221,12 @@ def format_params(cls: type[Format], options: Mapping[str, Any]) -> dict[str, An
 
 
 def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | None = None,
-                 paths: list[str] | None = None, first_only: bool = False) -> Dataset:
-    """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema."""
+                 paths: list[str] | None = None, first_only: bool = False,
+                 pushed: Mapping[str, Any] | None = None) -> Dataset:
+    """Expand paths, load (and check) indexes, resolve the schema. ``first_only``: just enough for schema.
+
+    ``pushed``: format params derived from the filters Spark pushed (:meth:`Format.push_filters`).
+    """
     name, options, paths = parse_read_options(raw_options, defaults, paths)
     storage = storage_options(options)
     every = expand_objects(paths, storage)
@@ -239,7 +247,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     if first_index is None:
         info = objects[0]
         head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, HEAD_BYTES))
-    params = {**fmt.params, **fmt.resolve(first_index, head)}
+    params = {**fmt.params, **fmt.resolve(first_index, head), **(pushed or {})}
     if options.get("columns"):
         params["select"] = select_columns(get_format(name, params).arrow_schema(), options["columns"])
     fmt = get_format(name, params)
@@ -304,7 +312,9 @@ def plan_partitions(
         local = [0] + [c for _, c in inner] + [u]
         owners = [first_k] + [k for k, _ in inner]
         for owner, s in zip(owners, fmt.slices(index, strategy, local, storage), strict=True):
-            if s is not None:
+            if isinstance(s, list):  # disjoint parts of the object (points pruned between them)
+                parts[min(owner, n - 1)].extend(s)
+            elif s is not None:
                 parts[min(owner, n - 1)].append(s)
         base += u
     out.extend(p for p in parts if p)

@@ -37,3 +37,37 @@ def test_spark_example(spark, tmp_path):
     ref = fastq_reference(gzip.decompress(Path(uri).read_bytes()))
     assert result["partitions"] == 5 and result["reads"] == len(ref)
     assert result["long_reads"] == sum(len(r[2]) >= 100 for r in ref)
+
+
+def test_fasta_reference_example_reads_with_its_fai(spark, tmp_path):
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+    example = _load("fasta_reference_spark")
+    uri = example.sample(tmp_path / "ref.fa", chromosomes=2, bases=1_500_000)
+    result = example.run(spark, uri, partitions=3)
+    assert not Path(uri + ".dataplug").exists()  # the .fai was the index
+    want = []
+    with open(uri) as f:
+        for title, seq in SimpleFastaParser(f):
+            for w in range(0, len(seq), 1_000_000):
+                window = seq[w: w + 1_000_000]
+                want.append((title.split()[0], w // 1_000_000, (window.count("G") + window.count("C")) / len(window)))
+    assert [(r["id"], r["window_mbp"]) for r in result] == [(w[0], w[1]) for w in want]
+    assert all(abs(r["gc"] - w[2]) < 1e-12 for r, w in zip(result, want, strict=True))
+
+
+def test_vcf_region_example(spark, tmp_path):
+    import pysam
+
+    example = _load("vcf_region_spark")
+    uri = example.sample(tmp_path / "cohort.vcf", per_contig=1500, samples=6)
+    result = example.run(spark, uri, "chr2:200000-600000")
+    with pysam.VariantFile(uri) as vf:
+        recs = [r for r in vf if r.chrom == "chr2" and r.start < 600_000 and r.stop > 199_999]
+    afs = []
+    for r in recs:
+        alleles = [a for s in r.samples.values() for a in s["GT"] if a is not None]
+        afs.append(sum(alleles) / len(alleles))
+    assert result["variants"] == len(recs) > 0
+    assert result["first_start"] == recs[0].start and result["last_start"] == recs[-1].start
+    assert abs(result["mean_af"] - sum(afs) / len(afs)) < 1e-12

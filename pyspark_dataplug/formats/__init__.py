@@ -22,6 +22,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "csv": ("pyspark_dataplug.formats.csv:CSV", None),
     "fastq": ("pyspark_dataplug.formats.fastq:FASTQ", None),
     "fasta": ("pyspark_dataplug.formats.fasta:FASTA", None),
+    "vcf": ("pyspark_dataplug.formats.vcf:VCF", None),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first).
@@ -30,6 +31,7 @@ EXTENSIONS: dict[str, str] = {
     ".csv": "csv", ".tsv": "csv",
     ".fastq": "fastq", ".fq": "fastq",
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
+    ".vcf": "vcf",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 

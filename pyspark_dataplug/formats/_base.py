@@ -101,6 +101,15 @@ class Format(ABC):
     def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
         """Combine the map rows of one object into its index (exact, whatever the chunking)."""
 
+    @staticmethod
+    def push_filters(filters: list[Any]) -> dict[str, Any]:
+        """Params that prune a read from the filters Spark pushes (``pyspark.sql.datasource`` filters).
+
+        Spark still applies every filter to the rows, so the params only need to keep every part that
+        could hold a matching row. Default: no pruning.
+        """
+        return {}
+
     def sidecar_index(self, info: ObjectInfo, storage: StorageOptions) -> Index | None:
         """An index the field already ships next to the object (a FASTA ``.fai``), when it has no own one.
 
@@ -118,8 +127,12 @@ class Format(ABC):
         return int(index.manifest.get("uncompressed_size", index.source.size))
 
     @abstractmethod
-    def slices(self, index: Index, strategy: str, cuts: list[int], storage_options: Any) -> list[Slice | None]:
+    def slices(self, index: Index, strategy: str, cuts: list[int],
+               storage_options: Any) -> list[Slice | list[Slice] | None]:
         """One slice per consecutive pair of unit positions in ``cuts``; None where a pair holds nothing.
+
+        A pair may also give a list of slices: disjoint parts of the object, when pruning dropped what lies
+        between them (the units then count only what is read).
 
         All cuts of one object come in one call, so a cut shared by two neighbouring slices is resolved
         once: no record can fall between them or land in both.

@@ -343,9 +343,24 @@ class LineFormat(ChunkedBuild):
                     sc.why,
                 ])
             fp_len = min(FINGERPRINT_BYTES, b - a)
-            rows.append({"chunk": a, "end": b, "fp": fingerprint(sub[:fp_len]), "fp_len": fp_len,
-                         "states": per_state})
+            row = {"chunk": a, "end": b, "fp": fingerprint(sub[:fp_len]), "fp_len": fp_len, "states": per_state}
+            stats = self.chunk_stats(sub, a)
+            if stats is not None:
+                row["stats"] = stats
+            rows.append(row)
         return rows
+
+    def chunk_stats(self, buf: np.ndarray, offset: int) -> list[list[Any]] | None:
+        """Pruning statistics of the records that start in one chunk: ``[[key, low, high], ...]``.
+
+        A format that can skip index points on a query (VCF: contig, min start, max end) returns rows whose
+        ``key`` is null when the chunk cannot be described (it is then never skipped); None: no statistics.
+        """
+        return None
+
+    def kept_points(self, index: Index) -> list[tuple[int, int]] | None:
+        """Runs ``[i, j)`` of index points a read needs (from its pruning options); None: every point."""
+        return None
 
     def _walk(self, uri: str, rows: list[dict[str, Any]], size: int) -> tuple[list[list[int]], int]:
         """The reduce: chunk results in order from state 0 -> index points and the record count.
@@ -415,6 +430,8 @@ class LineFormat(ChunkedBuild):
             manifest.update(compression="gzip", spacing=self.gzip_spacing, blobs={"windows": gzip_index["blob"]},
                             blob_sizes={"windows": int(gzip_index["blob_size"])})
         tables["points"] = pa.table({n: pa.array(c, pa.int64()) for n, c in cols.items()})
+        if any("stats" in r for r in rows):
+            tables["stats"] = _stats_table(rows, cols["chunk"])
         manifest["attrs"] = {"sniff": sniffed or {}}
         return Index(manifest, tables)
 
@@ -425,9 +442,28 @@ class LineFormat(ChunkedBuild):
         return {}
 
     def units(self, index: Index, strategy: str) -> int:
-        if strategy == "records":
-            return max(0, index.records - self.first_record())
-        return self.weight(index)
+        runs = self._runs(index, strategy)
+        return int(sum(u for *_, u in runs))
+
+    def _runs(self, index: Index, strategy: str) -> list[tuple[int, int, int, int, int]]:
+        """The record ranges a read covers: ``(first record, end record, first byte, end byte, units)``.
+
+        One run for the whole object unless :meth:`kept_points` prunes it; a run's units are its records or
+        its bytes, by strategy.
+        """
+        first = self._with(index.attrs.get("sniff")).first_record()
+        pts = index.tables["points"]
+        off = np.append(pts.column("offset").to_numpy(), self.weight(index))
+        recs = np.append(pts.column("records_before").to_numpy(), index.records)
+        kept = self.kept_points(index)
+        spans = [(0, len(off) - 1)] if kept is None else kept
+        out = []
+        for i, j in spans:
+            ra, rb = max(first, int(recs[i])), max(first, int(recs[j]))
+            if rb > ra:
+                out.append((ra, rb, int(off[i]), int(off[j]), rb - ra if strategy == "records"
+                            else int(off[j]) - int(off[i])))
+        return out
 
     def _record_of_byte(self, index: Index, b: int) -> int:
         """The record at the index point nearest to byte ``b`` (the object's end counts as a point).
@@ -445,14 +481,23 @@ class LineFormat(ChunkedBuild):
 
     def slices(
         self, index: Index, strategy: str, cuts: list[int], storage_options: StorageOptions
-    ) -> list[Slice | None]:
-        first = self.first_record()
-        if strategy == "records":
-            recs = [first + c for c in cuts]
-        else:
-            recs = [min(max(first, self._record_of_byte(index, c)), index.records) for c in cuts]
-        return [self.record_slice(index, a, b, storage_options) if b > a else None
-                for a, b in zip(recs, recs[1:], strict=False)]
+    ) -> list[Slice | list[Slice] | None]:
+        runs = self._runs(index, strategy)
+        bounds = np.cumsum([0] + [u for *_, u in runs])
+        where = []  # each cut as (run, record)
+        for c in cuts:
+            k = min(int(np.searchsorted(bounds, c, side="right")) - 1, len(runs) - 1)
+            ra, rb, ba, _, _ = runs[k]
+            local = c - int(bounds[k])
+            rec = ra + local if strategy == "records" else self._record_of_byte(index, ba + local)
+            where.append((k, min(max(ra, rec), rb)))
+        out: list[Slice | list[Slice] | None] = []
+        for (ka, a), (kb, b) in zip(where, where[1:], strict=False):
+            pieces = [(a, b)] if ka == kb else (
+                [(a, runs[ka][1])] + [(r[0], r[1]) for r in runs[ka + 1: kb]] + [(runs[kb][0], b)])
+            got = [self.record_slice(index, x, y, storage_options) for x, y in pieces if y > x]
+            out.append(None if not got else got[0] if len(got) == 1 else got)
+        return out
 
     def record_slice(self, index: Index, a: int, b: int, storage_options: StorageOptions) -> Slice:
         """The slice of records ``[a, b)``: from the edge of the point before ``a`` to the point after ``b``."""
@@ -639,6 +684,24 @@ class LineFormat(ChunkedBuild):
         ``scanned``: the scan of a larger buffer that holds ``buf`` at the given position, for formats
         whose decoding needs what the scan found (so it is not found twice).
         """
+
+
+def _stats_table(rows: list[dict[str, Any]], point_chunks: list[int]) -> pa.Table:
+    """Chunk statistics per index point (a chunk without a point of its own belongs to the one before)."""
+    import pyarrow as pa
+
+    chunks = np.asarray(point_chunks, dtype=np.int64)
+    merged: dict[tuple[int, Any], list[int]] = {}
+    for r in rows:
+        point = int(np.searchsorted(chunks, r["chunk"], side="right")) - 1
+        for key, low, high in r.get("stats") or ():
+            cur = merged.get((point, key))
+            merged[(point, key)] = [low, high] if cur is None else [min(cur[0], low), max(cur[1], high)]
+    items = sorted(merged.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
+    return pa.table({"point": pa.array([k[0] for k, _ in items], pa.int64()),
+                     "key": pa.array([k[1] for k, _ in items], pa.string()),
+                     "low": pa.array([v[0] for _, v in items], pa.int64()),
+                     "high": pa.array([v[1] for _, v in items], pa.int64())})
 
 
 def _drop(pieces: Iterator[bytes | memoryview], n: int) -> Iterator[bytes | memoryview]:
