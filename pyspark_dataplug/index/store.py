@@ -126,13 +126,7 @@ class IndexStore:
                     f"{info.uri}: its {fmt} index was built with {manifest.get('index_params')}, this read "
                     f"needs {index_params}; rebuild it with: {index_command(info.uri, fmt, force=True)}"
                 )
-        tables = {}
-        import pyarrow.parquet as pq
-
-        for name, rel in manifest.get("tables", {}).items():
-            raw = self._read(join_uri(location, rel))
-            tables[name] = pq.read_table(io.BytesIO(raw))
-        return Index(manifest, tables, location)
+        return Index(manifest, _Tables(self, location, manifest.get("tables", {})), location)
 
     def save(self, info: ObjectInfo, fmt: str, index: Index) -> str:
         """Write tables and blobs first, the manifest last; returns the index dir."""
@@ -176,6 +170,59 @@ class IndexStore:
         index.location = location
         return location
 
+
+
+class _Tables(dict):  # type: ignore[type-arg]
+    """An index's tables, fetched on first use: planning a schema needs only the manifest.
+
+    Spark asks for the schema and for the partitions in two different Python workers, so each reads the
+    manifest; only the second needs the tables (a FASTA's records, the points of a line format).
+    """
+
+    def __init__(self, store: IndexStore, location: str, names: dict[str, str]) -> None:
+        super().__init__()
+        self._load = (store, location, dict(names))
+
+    def _fill(self) -> None:
+        if self._load is not None:
+            import pyarrow.parquet as pq
+
+            store, location, names = self._load
+            self._load = None
+            for name, rel in names.items():
+                super().__setitem__(name, pq.read_table(io.BytesIO(store._read(join_uri(location, rel)))))
+
+    def __getitem__(self, key: str) -> Any:
+        self._fill()
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._fill()
+        return super().__len__()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def keys(self) -> Any:
+        self._fill()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._fill()
+        return super().values()
 
 
 def store_blob(location: str, name: str, data: bytes, storage: StorageOptions) -> str:
