@@ -178,7 +178,10 @@ def parse_tiff(uri: str, size: int, fetch: Callable[[int, int], bytes]) -> dict[
         values["_tags"] = set(tags)
         ifds.append(values)
         (at,) = struct.unpack(bo + off_fmt, raw[-off_size:])
-    info = _describe(uri, size, bo, ifds)
+    try:
+        info = _describe(uri, size, bo, ifds)
+    except (ValueError, TypeError, OverflowError, IndexError) as e:  # a tag of a type or size it cannot have
+        raise FormatError(uri, first, f"the TIFF header is malformed ({type(e).__name__}: {e})") from e
     info.update(bigtiff=big, byteorder=bo, ifds=len(ifds), header_reads=blocks.reads, header_bytes=blocks.fetched)
     return info
 
@@ -196,9 +199,9 @@ def _values(bo: str, typ: int, cnt: int, data: bytes) -> Any:
 
 def _scalar(ifd: Mapping[Any, Any], tag: int, default: int | None = None) -> int | None:
     v = ifd.get(tag)
-    if v is None or (isinstance(v, np.ndarray) and not len(v)):
+    if not isinstance(v, np.ndarray) or not v.size:
         return default
-    return int(v[0]) if isinstance(v, np.ndarray) else default
+    return int(v.ravel()[0])  # a float NaN raises ValueError: parse_tiff reports a malformed header
 
 
 def _all_equal(uri: str, at: int, ifd: Mapping[Any, Any], tag: int, default: int, what: str) -> int:
