@@ -270,18 +270,18 @@ class COG(Format):
 
         parts = []
         pmax = max((o.shape[0] for o in lay.offsets), default=1)
+        boxes = self._boxes()
         for k in self._chosen(lay):
             lv = lay.levels[k]
             tile = np.arange(int(lv["across"]) * int(lv["down"]), dtype=np.int64)
-            boxes = self._boxes()
+            g = _geometry(lv, tile)
             if boxes:
-                g = _geometry(lv, tile)
                 xmin, ymin, xmax, ymax = tile_bounds(lay.transform(k), g["x0"], g["y0"], g["w"], g["h"])
                 keep = np.ones(len(tile), dtype=bool)
                 for b in boxes:
                     keep &= (xmin <= b.xmax) & (xmax >= b.xmin) & (ymin <= b.ymax) & (ymax >= b.ymin)
                 tile = tile[keep]
-            g = _geometry(lv, tile)
+                g = {key: v[keep] for key, v in g.items()}
             off = np.zeros((len(tile), pmax), np.int64)
             cnt = np.zeros((len(tile), pmax), np.int64)
             planes = lay.offsets[k].shape[0]
