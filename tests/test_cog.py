@@ -79,6 +79,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
                      PREDICTOR="2", BLOCKXSIZE=256, BLOCKYSIZE=256),
     "band_f32_deflate": dict(shape=(2, 333, 444), dtype="float32", driver="GTiff", INTERLEAVE="BAND",
                              COMPRESS="DEFLATE", PREDICTOR="3", BLOCKXSIZE=128, BLOCKYSIZE=64),
+    "webp_rgb": dict(shape=(3, 300, 400), dtype="uint8", COMPRESS="WEBP", QUALITY=80, BLOCKSIZE=128),
+    "webp_rgba": dict(shape=(4, 300, 400), dtype="uint8", COMPRESS="WEBP", QUALITY=80, BLOCKSIZE=128),
+    "lzma_i32": dict(shape=(2, 300, 400), dtype="int32", COMPRESS="LZMA", BLOCKSIZE=128),
+    "packbits_u8": dict(shape=(1, 300, 400), dtype="uint8", driver="GTiff", COMPRESS="PACKBITS", BLOCKXSIZE=128,
+                        BLOCKYSIZE=128),
+    "deflate_f64": dict(shape=(1, 300, 400), dtype="float64", COMPRESS="DEFLATE", PREDICTOR="FLOATING_POINT",
+                        BLOCKSIZE=128),
+    "zstd_u32": dict(shape=(1, 300, 400), dtype="uint32", COMPRESS="ZSTD", PREDICTOR="2", BLOCKSIZE=128),
 }
 
 
@@ -531,6 +539,26 @@ def test_ifd_loop_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(FormatError, match=r"loop\.tif at byte \d+: IFD 1 .* loops"):
         build(str(path))
+
+
+def test_damaged_headers_are_format_errors(cogs: dict[str, str]) -> None:
+    """Random bytes changed in the IFDs and tile tables: a FormatError or a parse, never another exception."""
+    import random
+
+    from pyspark_dataplug.formats._tiff import parse_tiff
+
+    rng = random.Random(3)
+    for name in ("deflate_u16_rgb", "bigtiff_u8", "be_i16_planar"):
+        data = Path(cogs[name]).read_bytes()
+        header = min(tifffile.TiffFile(cogs[name]).pages[0].dataoffsets)
+        for _ in range(150):
+            raw = bytearray(data)
+            for _ in range(rng.choice((1, 3, 8))):
+                raw[rng.randrange(header)] = rng.randrange(256)
+            try:
+                parse_tiff("damaged.tif", len(raw), lambda a, b, raw=raw: bytes(raw[a:b]))
+            except FormatError as e:
+                assert str(e).startswith("damaged.tif")
 
 
 @pytest.mark.parametrize("name", ["deflate_u16_rgb", "zstd_f32", "jpeg_u8_rgb", "none_i16"])
