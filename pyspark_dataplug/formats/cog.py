@@ -149,6 +149,18 @@ def _geometry(lv: Mapping[str, Any], tile: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class COG(Format):
+    """Tiles of a (Cloud-Optimized) GeoTIFF as rows; see the module docstring for the columns and options.
+
+    Examples
+    --------
+    >>> df = (spark.read.format("dataplug").option("bbox", "500000,4590000,510000,4600000")
+    ...       .load("s3://imagery/scene.tif"))  # doctest: +SKIP
+    >>> from pyspark_dataplug import CloudObject
+    >>> co = CloudObject.from_path(COG, "scene.tif", level="1")  # doctest: +SKIP
+    >>> co.preprocess()  # doctest: +SKIP
+    >>> tiles = co.partition(partition_tiles_batches, num_batches=8)[0].get()  # doctest: +SKIP
+    """
+
     name: ClassVar[str] = "cog"
     options: ClassVar[tuple[Opt, ...]] = (
         Opt("level", "str", "0",
