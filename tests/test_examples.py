@@ -71,3 +71,22 @@ def test_vcf_region_example(spark, tmp_path):
     assert result["variants"] == len(recs) > 0
     assert result["first_start"] == recs[0].start and result["last_start"] == recs[-1].start
     assert abs(result["mean_af"] - sum(afs) / len(afs)) < 1e-12
+
+
+def test_cog_bbox_example_with_slices(tmp_path):
+    """The slice (no Spark) path of the COG example; its Spark path shares ``tile_stats``."""
+    import numpy as np
+    import rasterio
+
+    example = _load("cog_bbox_stats")
+    uri = example.sample(tmp_path / "scene.tif")
+    result = example.run_slices(uri, "503000,4590000,510000,4597000", workers=2)
+    with rasterio.open(uri) as src:
+        pixels = src.read()
+    # tiles of 256 pixels (2.56 km) meeting x 503000-510000, y 4590000-4597000: columns 1-3, rows 1-3 (cropped)
+    want = pixels[:, 256: 1024, 256: 1024]
+    assert sorted(result) == [0, 1, 2]
+    for b, r in result.items():
+        assert r["pixels"] == want[b].size
+        assert abs(r["mean"] - want[b].mean(dtype=np.float64)) < 1e-9
+        assert (r["min"], r["max"]) == (want[b].min(), want[b].max())

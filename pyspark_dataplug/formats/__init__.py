@@ -23,6 +23,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "fastq": ("pyspark_dataplug.formats.fastq:FASTQ", None),
     "fasta": ("pyspark_dataplug.formats.fasta:FASTA", None),
     "vcf": ("pyspark_dataplug.formats.vcf:VCF", None),
+    "cog": ("pyspark_dataplug.formats.cog:COG", "cog"),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first).
@@ -32,6 +33,7 @@ EXTENSIONS: dict[str, str] = {
     ".fastq": "fastq", ".fq": "fastq",
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
     ".vcf": "vcf",
+    ".tif": "cog", ".tiff": "cog",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
