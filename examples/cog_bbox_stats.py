@@ -105,7 +105,12 @@ def run_slices(uri: str, bbox: str, workers: int = 2, **options: Any) -> dict[in
 
 def run_spark(spark: Any, uri: str, bbox: str, **options: Any) -> dict[int, dict[str, float]]:
     """The same with Spark: the tiles in the box as rows, per-band statistics with ``mapInArrow``."""
+    from pyspark import cloudpickle
+
     import pyspark_dataplug
+
+    # Spark's Python workers cannot import this script: send ``tile_stats`` by value, not by module name
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
     print(pyspark_dataplug.build_index(spark, uri, format="cog", **options))
     reader = spark.read.format("dataplug").option("format", "cog").option("bbox", bbox)

@@ -641,3 +641,34 @@ except ImportError as e:
     lines = out.stdout.splitlines()
     assert lines[0] == "48"
     assert "pip install 'pyspark-dataplug[cog]'" in lines[1]
+
+
+# -- Spark: the index job over S3, the reader, bbox, pushdown on and off ----------------------------------------
+@pytest.mark.parametrize("pushdown", ["false", "true"])
+def test_spark_reads_cogs_from_s3(spark: Any, s3_store: Any, cogs: dict[str, str], pushdown: str) -> None:
+    from conftest import read_dataplug
+
+    from pyspark_dataplug import build_index
+
+    names = ("deflate_u16_rgb", "zstd_f32")
+    uris = [s3_store.put(f"img/{n}.tif", Path(cogs[n]).read_bytes()) for n in names]
+    build_index(spark, s3_store.root + "/img/", format="cog", **s3_store.options)  # a folder: one job
+    spark.conf.set("spark.sql.python.filterPushdown.enabled", pushdown)
+    try:
+        for uri, name in zip(uris, names, strict=True):
+            want = [r for r in reference(cogs[name]) if r[0] == 0]
+            for parts in (1, 2, 7, 100):
+                df = read_dataplug(spark, uri, {"format": "cog", "partitions": parts, **s3_store.options})
+                assert as_tuples([r.asDict() for r in df.collect()]) == want, (name, parts)
+        # a box query in SQL: the tiles that meet the box, with the conf on (pruned) or off (filtered by Spark)
+        with rasterio.open(cogs["deflate_u16_rgb"]) as src:
+            left, bottom, right, top = src.bounds
+        x0, y0 = left + 0.2 * (right - left), bottom + 0.3 * (top - bottom)
+        x1, y1 = x0 + 0.25 * (right - left), y0 + 0.25 * (top - bottom)
+        read_dataplug(spark, uris[0], {"format": "cog", **s3_store.options}).createOrReplaceTempView("tiles")
+        got = spark.sql(f"SELECT tile_col, tile_row FROM tiles WHERE xmax >= {x0} AND xmin <= {x1} "
+                        f"AND ymax >= {y0} AND ymin <= {y1}").collect()
+        box = rows_of(plan(cogs["deflate_u16_rgb"], 3, bbox=f"{x0},{y0},{x1},{y1}"))
+        assert sorted(tuple(r) for r in got) == sorted((r["tile_col"], r["tile_row"]) for r in box) and box
+    finally:
+        spark.conf.unset("spark.sql.python.filterPushdown.enabled")

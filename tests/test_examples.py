@@ -90,3 +90,10 @@ def test_cog_bbox_example_with_slices(tmp_path):
         assert r["pixels"] == want[b].size
         assert abs(r["mean"] - want[b].mean(dtype=np.float64)) < 1e-9
         assert (r["min"], r["max"]) == (want[b].min(), want[b].max())
+
+
+def test_cog_bbox_example_with_spark(spark, tmp_path):
+    example = _load("cog_bbox_stats")
+    uri = example.sample(tmp_path / "scene.tif")
+    box = "503000,4590000,510000,4597000"
+    assert example.run_spark(spark, uri, box) == example.run_slices(uri, box, workers=1)
