@@ -23,15 +23,19 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "fastq": ("pyspark_dataplug.formats.fastq:FASTQ", None),
     "fasta": ("pyspark_dataplug.formats.fasta:FASTA", None),
     "vcf": ("pyspark_dataplug.formats.vcf:VCF", None),
+    "las": ("pyspark_dataplug.formats.las:LAS", "las"),
+    "laz": ("pyspark_dataplug.formats.las:LAZ", "las"),
 }
 
-#: File-name endings that name a format (compression suffixes are stripped first).
+#: File-name endings that name a format (compression suffixes are stripped first); the longest match wins
+#: (``x.copc.laz`` is COPC, not just LAZ).
 EXTENSIONS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text",
     ".csv": "csv", ".tsv": "csv",
     ".fastq": "fastq", ".fq": "fastq",
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
     ".vcf": "vcf",
+    ".las": "las", ".laz": "laz",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
@@ -63,7 +67,7 @@ def _split_name(path: str) -> tuple[str | None, str]:
         if low.endswith(suffix):
             low, compression = low[: -len(suffix)], suffix
             break
-    for ext, fmt in EXTENSIONS.items():
+    for ext, fmt in sorted(EXTENSIONS.items(), key=lambda kv: -len(kv[0])):
         if low.endswith(ext):
             return fmt, ext + compression
     return None, ""
