@@ -22,7 +22,7 @@ def flight_lines(n: int, seed: int, strips: int = 20) -> np.ndarray:
     """``(n, 3)`` coordinates on the scale grid: ``strips`` strips along y, each swept in x, alternately."""
     rng = np.random.default_rng(seed)
     x0, y0, z0, x1, y1, z1 = EXTENT
-    per = -(-n // strips)
+    per = max(1, -(-n // strips))
     strip = np.repeat(np.arange(strips), per)[:n]
     t = np.tile(np.linspace(0, 1, per, endpoint=False), strips)[:n] + rng.uniform(0, 1 / per, n)
     t = np.where(strip % 2 == 1, 1 - t, t)

@@ -299,6 +299,7 @@ def test_slices_pickle_and_hold_no_credentials(tmp_path: Path) -> None:
 
 def test_names_choose_the_format() -> None:
     assert name_format("s3://b/tile.las") == "las" and name_format("tile.LAZ") == "laz"
+    assert name_format("s3://b/tile.copc.laz") == "copc"  # the longest ending wins
 
 
 def test_import_does_not_need_laspy() -> None:
@@ -307,7 +308,7 @@ def test_import_does_not_need_laspy() -> None:
             "import pyspark_dataplug\n"
             "from pyspark_dataplug.formats import format_class\n"
             "from pyspark_dataplug.formats import _laspoints\n"
-            "format_class('laz')\n"
+            "format_class('laz'); format_class('copc')\n"
             "try:\n    _laspoints.need('lazrs')\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'pyspark-dataplug[las]'" in out.stdout

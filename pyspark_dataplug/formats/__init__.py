@@ -25,6 +25,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "vcf": ("pyspark_dataplug.formats.vcf:VCF", None),
     "las": ("pyspark_dataplug.formats.las:LAS", "las"),
     "laz": ("pyspark_dataplug.formats.las:LAZ", "las"),
+    "copc": ("pyspark_dataplug.formats.copc:COPC", "las"),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first); the longest match wins
@@ -35,7 +36,7 @@ EXTENSIONS: dict[str, str] = {
     ".fastq": "fastq", ".fq": "fastq",
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
     ".vcf": "vcf",
-    ".las": "las", ".laz": "laz",
+    ".las": "las", ".laz": "laz", ".copc.laz": "copc",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 

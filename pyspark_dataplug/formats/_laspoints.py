@@ -419,7 +419,8 @@ def copc_nodes(uri: str, size: int, desc: Mapping[str, Any], read: Callable[[int
         raise FormatError(uri, info["at"], f"the COPC info VLR gives a cube half size of {half}")
     pages = [(int(info["root_offset"]), int(info["root_size"]), (0, 0, 0, 0))]
     seen_pages: set[int] = set()
-    seen_keys: set[tuple[int, int, int, int]] = set()
+    node_keys: set[tuple[int, int, int, int]] = set()
+    page_keys: set[tuple[int, int, int, int]] = {(0, 0, 0, 0)}
     nodes: list[list[Any]] = []
     while pages:
         at, nbytes, page_key = pages.pop()
@@ -435,19 +436,23 @@ def copc_nodes(uri: str, size: int, desc: Mapping[str, Any], read: Callable[[int
         for e in entries:
             key = tuple(int(v) for v in e["key"])
             off, nb, cnt = int(e["offset"]), int(e["size"]), int(e["count"])
+            name = "-".join(map(str, key))
+            if cnt < -1 or key[0] < 0 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
+                raise FormatError(uri, at, f"COPC hierarchy entry {name} is invalid (point count {cnt})")
+            # a key is one node and at most one page; a page's own key may be a node only inside that page
+            # (laspy's reader loops forever on hierarchies that break this)
+            if cnt == -1 and (key in page_keys or key in node_keys) or cnt >= 0 and (
+                    key in node_keys or (key in page_keys and key != page_key)):
+                raise FormatError(uri, at, f"the COPC hierarchy lists key {name} twice: the hierarchy is damaged")
             if cnt == -1:
+                page_keys.add(key)
                 pages.append((off, nb, key))
                 continue
-            if key in seen_keys:
-                raise FormatError(uri, at, f"the COPC hierarchy lists node {'-'.join(map(str, key))} twice")
-            seen_keys.add(key)
-            if cnt < -1 or key[0] < 0 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
-                raise FormatError(uri, at, f"COPC hierarchy entry {'-'.join(map(str, key))} is invalid "
-                                           f"(point count {cnt})")
+            node_keys.add(key)
             if cnt == 0:
                 continue
             if nb <= 0 or off < opd or off + nb > size:
-                raise FormatError(uri, at, f"COPC node {'-'.join(map(str, key))} puts {nb} bytes at byte {off}, "
+                raise FormatError(uri, at, f"COPC node {name} puts {nb} bytes at byte {off}, "
                                            f"outside the {size}-byte object's point data (truncated?)")
             side = 2 * half / (1 << key[0])
             lo = [center[i] - half + key[i + 1] * side for i in range(3)]
