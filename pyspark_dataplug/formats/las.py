@@ -23,6 +23,14 @@ rows. On spatially coherent files (flight lines, tiles, COPC) a small box reads 
 **Rows** have the point format's dimensions in laspy's names (see :mod:`._laspoints` for the types): formats
 0-10, LAS 1.0-1.4, extra-bytes dimensions. Objects read together must share their columns (point format and
 extra bytes); scales and offsets may differ, since each slice carries its own object's.
+
+**Speed** (``benchmarks/las_decode.py``, 2-core VM, one process, synthetic flight lines of 6-8 M points):
+decoding is lazrs's, at the same points per second per core as ``laspy.read`` with the single-threaded lazrs
+backend: 1.28-1.41 M points/s for all columns vs laspy's 1.42-1.49 (our share, the columns to Arrow, is ~10%);
+``columns=x,y,z`` 2.1 M points/s on format 6 (lazrs skips the other layers). lazrs spends ~2 ms setting up
+each chunk's decoder whatever its size, so files of tiny chunks (or COPC nodes) decode slower per point. The
+index build decodes x/y/z once (1.3-1.9 M points/s per task). A task holds ``partsInFlight`` parts of
+``partSize`` bytes, one chunk and its batch.
 """
 
 from __future__ import annotations
