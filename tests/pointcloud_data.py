@@ -115,10 +115,12 @@ def chunk_table_offset_at(data: bytes) -> tuple[int, int]:
 
 
 # -- COPC ------------------------------------------------------------------------------------------------
-def write_copc(path: str, pf: int, n: int, seed: int = 3, depth: int = 5, paged: bool = True) -> np.ndarray:
+def write_copc(path: str, pf: int, n: int, seed: int = 3, depth: int = 5, paged: bool = True,
+               misplaced: bool = False) -> np.ndarray:
     """A COPC file written by copclib: points spread over ``depth`` octree levels (about 4x more points per
-    level, as for 2.5-D survey data), one hierarchy page per level-1 node when ``paged``. Returns the points'
-    ``gps_time`` per level (for level-of-detail checks)."""
+    level, as for 2.5-D survey data), one hierarchy page per level-1 node when ``paged``. Returns the point
+    records. ``misplaced`` puts the level-1 nodes in the root page although their keys name pages too: copclib
+    writes that without complaint, and laspy's CopcReader loops forever on it."""
     import copclib
     import laspy
 
@@ -152,7 +154,7 @@ def write_copc(path: str, pf: int, n: int, seed: int = 3, depth: int = 5, paged:
     ends = np.r_[starts[1:], n]
     for a, b in zip(starts, ends, strict=True):
         d, k = int(level[a]), [int(v) for v in key[a]]
-        if d == 0 or not paged:
+        if d == 0 or not paged or (misplaced and d == 1):
             page = copclib.VoxelKey(0, 0, 0, 0)
         else:
             page = copclib.VoxelKey(1, *(v >> (d - 1) for v in k))

@@ -178,6 +178,14 @@ def test_repeated_key_fails(copc: dict[Any, str], tmp_path: Path) -> None:
         build(str(path))
 
 
+def test_node_and_page_with_one_key_fail(tmp_path: Path) -> None:
+    """The hierarchy laspy's reader never finishes with: a key that is both a node and a page in one page."""
+    path = tmp_path / "loop.copc.laz"
+    write_copc(str(path), 6, 3_000, depth=3, misplaced=True)
+    with pytest.raises(FormatError, match=r"loop\.copc\.laz at byte \d+: the COPC hierarchy lists key 1-\d-\d-0 twice"):
+        build(str(path))
+
+
 def test_truncated_copc(copc: dict[Any, str], tmp_path: Path) -> None:
     data = Path(copc[6]).read_bytes()
     path = tmp_path / "cut.copc.laz"

@@ -414,52 +414,75 @@ def copc_nodes(uri: str, size: int, desc: Mapping[str, Any], read: Callable[[int
     """
     info = desc["copc"]
     opd = int(desc["opd"])
-    center, half = info["center"], float(info["halfsize"])
+    half = float(info["halfsize"])
     if not half > 0:
         raise FormatError(uri, info["at"], f"the COPC info VLR gives a cube half size of {half}")
-    pages = [(int(info["root_offset"]), int(info["root_size"]), (0, 0, 0, 0))]
+    wave = [(int(info["root_offset"]), int(info["root_size"]), (0, 0, 0, 0))]
     seen_pages: set[int] = set()
     node_keys: set[tuple[int, int, int, int]] = set()
     page_keys: set[tuple[int, int, int, int]] = {(0, 0, 0, 0)}
     nodes: list[list[Any]] = []
-    while pages:
-        at, nbytes, page_key = pages.pop()
-        if at in seen_pages:
-            raise FormatError(uri, at, f"the COPC hierarchy names the page at byte {at} twice (a repeated or cyclic "
-                                       "page): the hierarchy is damaged")
-        seen_pages.add(at)
-        if nbytes % 32 or at < opd or at + nbytes > size:
-            raise FormatError(uri, at, f"a COPC hierarchy page of {nbytes} bytes at byte {at} does not fit the "
-                                       f"{size}-byte object in 32-byte entries (truncated or damaged)")
-        entries = np.frombuffer(read(at, at + nbytes), dtype=np.dtype([("key", "<i4", (4,)), ("offset", "<u8"),
-                                                                        ("size", "<i4"), ("count", "<i4")]))
-        for e in entries:
-            key = tuple(int(v) for v in e["key"])
-            off, nb, cnt = int(e["offset"]), int(e["size"]), int(e["count"])
-            name = "-".join(map(str, key))
-            if cnt < -1 or key[0] < 0 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
-                raise FormatError(uri, at, f"COPC hierarchy entry {name} is invalid (point count {cnt})")
-            # a key is one node and at most one page; a page's own key may be a node only inside that page
-            # (laspy's reader loops forever on hierarchies that break this)
-            if cnt == -1 and (key in page_keys or key in node_keys) or cnt >= 0 and (
-                    key in node_keys or (key in page_keys and key != page_key)):
-                raise FormatError(uri, at, f"the COPC hierarchy lists key {name} twice: the hierarchy is damaged")
-            if cnt == -1:
-                page_keys.add(key)
-                pages.append((off, nb, key))
-                continue
-            node_keys.add(key)
-            if cnt == 0:
-                continue
-            if nb <= 0 or off < opd or off + nb > size:
-                raise FormatError(uri, at, f"COPC node {name} puts {nb} bytes at byte {off}, "
-                                           f"outside the {size}-byte object's point data (truncated?)")
-            side = 2 * half / (1 << key[0])
-            lo = [center[i] - half + key[i + 1] * side for i in range(3)]
-            nodes.append([*key, off, nb, cnt, *lo, *(v + side for v in lo)])
+    entry = np.dtype([("key", "<i4", (4,)), ("offset", "<u8"), ("size", "<i4"), ("count", "<i4")])
+    while wave:  # one level of pages at a time: parents before children, siblings read concurrently
+        for at, nbytes, _ in wave:
+            if at in seen_pages:
+                raise FormatError(uri, at, f"the COPC hierarchy names the page at byte {at} twice (a repeated or "
+                                           "cyclic page): the hierarchy is damaged")
+            seen_pages.add(at)
+            if nbytes % 32 or at < opd or at + nbytes > size:
+                raise FormatError(uri, at, f"a COPC hierarchy page of {nbytes} bytes at byte {at} does not fit the "
+                                           f"{size}-byte object in 32-byte entries (truncated or damaged)")
+        datas = _read_many(read, [(at, at + nbytes) for at, nbytes, _ in wave])
+        children: list[tuple[int, int, tuple[int, int, int, int]]] = []
+        for (at, _, page_key), raw in zip(wave, datas, strict=True):
+            _page_nodes(uri, at, page_key, np.frombuffer(raw, dtype=entry), info, opd, size, node_keys, page_keys,
+                        nodes, children)
+        wave = children
     total = sum(n[6] for n in nodes)
     if total != int(desc["points"]):
         raise FormatError(uri, int(info["root_offset"]), f"the COPC hierarchy holds {total} points, the header "
                                                          f"declares {desc['points']}")
     nodes.sort(key=lambda n: n[4])
     return nodes
+
+
+def _read_many(read: Callable[[int, int], bytes], spans: list[tuple[int, int]]) -> list[bytes]:
+    """Several ranged reads, a few at a time (on S3 each is a round trip; a hierarchy has many pages)."""
+    if len(spans) == 1:
+        return [read(*spans[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(spans)), thread_name_prefix="dataplug-copc") as pool:
+        return list(pool.map(lambda s: read(*s), spans))
+
+
+def _page_nodes(uri: str, at: int, page_key: tuple[int, int, int, int], entries: np.ndarray,
+                info: Mapping[str, Any], opd: int, size: int, node_keys: set[tuple[int, int, int, int]],
+                page_keys: set[tuple[int, int, int, int]], nodes: list[list[Any]],
+                children: list[tuple[int, int, tuple[int, int, int, int]]]) -> None:
+    """The entries of one hierarchy page: nodes into ``nodes``, child pages into ``children``, keys checked."""
+    center, half = info["center"], float(info["halfsize"])
+    for e in entries:
+        key = tuple(int(v) for v in e["key"])
+        off, nb, cnt = int(e["offset"]), int(e["size"]), int(e["count"])
+        name = "-".join(map(str, key))
+        if cnt < -1 or key[0] < 0 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
+            raise FormatError(uri, at, f"COPC hierarchy entry {name} is invalid (point count {cnt})")
+        # a key is one node and at most one page; a page's own key may be a node only inside that page
+        # (laspy's reader loops forever on hierarchies that break this)
+        if cnt == -1 and (key in page_keys or key in node_keys) or cnt >= 0 and (
+                key in node_keys or (key in page_keys and key != page_key)):
+            raise FormatError(uri, at, f"the COPC hierarchy lists key {name} twice: the hierarchy is damaged")
+        if cnt == -1:
+            page_keys.add(key)
+            children.append((off, nb, key))
+            continue
+        node_keys.add(key)
+        if cnt == 0:
+            continue
+        if nb <= 0 or off < opd or off + nb > size:
+            raise FormatError(uri, at, f"COPC node {name} puts {nb} bytes at byte {off}, "
+                                       f"outside the {size}-byte object's point data (truncated?)")
+        side = 2 * half / (1 << key[0])
+        lo = [center[i] - half + key[i + 1] * side for i in range(3)]
+        nodes.append([*key, off, nb, cnt, *lo, *(v + side for v in lo)])

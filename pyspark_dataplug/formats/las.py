@@ -199,9 +199,12 @@ class PointCloud(Format):
         elif self.splittable(desc):
             pos = list(cuts)
         else:  # the piece boundary nearest to each cut, never moving back
-            pos = [int(cum[int(np.argmin(np.abs(cum - c)))]) for c in cuts]
-            pos[0], pos[-1] = 0, int(cum[-1])
-            pos = [int(v) for v in np.maximum.accumulate(pos)]
+            c = np.asarray(cuts, dtype=np.int64)
+            j = np.clip(np.searchsorted(cum, c), 1, max(1, len(cum) - 1))
+            left, right = cum[j - 1], cum[np.minimum(j, len(cum) - 1)]
+            near = np.where(c - left <= right - c, left, right)
+            near[0], near[-1] = 0, cum[-1]
+            pos = [int(v) for v in np.maximum.accumulate(near)]
         out: list[Slice | None] = []
         for a, b in zip(pos, pos[1:], strict=False):
             if b <= a:
