@@ -109,17 +109,19 @@ class PointCloud(Format):
         self.boxes()  # a bad bbox fails at planning, not in a task
         if index is not None:
             desc = index.attrs["las"]
-        else:
+        else:  # no index (missingIndex=scan): the first bytes of the first object, or all of it if it is small
+            from ..plan import HEAD_BYTES
+
             head = head or b""
 
             def read(a: int, b: int) -> bytes:
                 if b > len(head):
-                    raise FormatError(self.params.get("uri", "the first object"), a,
-                                      f"its header and VLRs end past the first {len(head)} bytes read to learn the "
-                                      "schema without an index; build its index (dataplug index)")
+                    raise FormatError("the first object", a, f"its header and VLRs end past the first {len(head)} "
+                                      "bytes read to learn the schema without an index; build its index "
+                                      "(dataplug index)")
                 return head[a:b]
 
-            desc, _ = lp.read_header("the first object", 1 << 62, read)
+            desc, _ = lp.read_header("the first object", len(head) if len(head) < HEAD_BYTES else 1 << 62, read)
         return {"las_schema": lp.schema_key(desc), "point_format": desc["point_format"]}
 
     def arrow_schema(self) -> pa.Schema:
