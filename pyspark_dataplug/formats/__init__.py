@@ -24,9 +24,13 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "fasta": ("pyspark_dataplug.formats.fasta:FASTA", None),
     "vcf": ("pyspark_dataplug.formats.vcf:VCF", None),
     "cog": ("pyspark_dataplug.formats.cog:COG", "cog"),
+    "las": ("pyspark_dataplug.formats.las:LAS", "las"),
+    "laz": ("pyspark_dataplug.formats.las:LAZ", "las"),
+    "copc": ("pyspark_dataplug.formats.copc:COPC", "las"),
 }
 
-#: File-name endings that name a format (compression suffixes are stripped first).
+#: File-name endings that name a format (compression suffixes are stripped first); the longest match wins
+#: (``x.copc.laz`` is COPC, not just LAZ).
 EXTENSIONS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text",
     ".csv": "csv", ".tsv": "csv",
@@ -34,6 +38,7 @@ EXTENSIONS: dict[str, str] = {
     ".fasta": "fasta", ".fa": "fasta", ".fna": "fasta", ".fas": "fasta",
     ".vcf": "vcf",
     ".tif": "cog", ".tiff": "cog",
+    ".las": "las", ".laz": "laz", ".copc.laz": "copc",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
@@ -65,7 +70,7 @@ def _split_name(path: str) -> tuple[str | None, str]:
         if low.endswith(suffix):
             low, compression = low[: -len(suffix)], suffix
             break
-    for ext, fmt in EXTENSIONS.items():
+    for ext, fmt in sorted(EXTENSIONS.items(), key=lambda kv: -len(kv[0])):
         if low.endswith(ext):
             return fmt, ext + compression
     return None, ""
