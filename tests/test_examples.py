@@ -97,3 +97,21 @@ def test_cog_bbox_example_with_spark(spark, tmp_path):
     uri = example.sample(tmp_path / "scene.tif")
     box = "503000,4590000,510000,4597000"
     assert example.run_spark(spark, uri, box) == example.run_slices(uri, box, workers=1)
+
+
+def test_lidar_box_sql_example(spark, tmp_path):
+    import laspy
+    import numpy as np
+
+    example = _load("lidar_box_sql")
+    uri = example.sample(tmp_path / "tile.laz", points=200_000)
+    result = example.run(spark, uri, "500100,4600100,500300,4600300")
+    las = laspy.read(uri)
+    x, y, z = np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)
+    inside = (x >= 500100) & (x <= 500300) & (y >= 4600100) & (y <= 4600300)
+    cls = np.asarray(las.classification)
+    want = [(int(c), int((inside & (cls == c)).sum())) for c in sorted(set(cls[inside].tolist()))]
+    assert [(r["classification"], r["points"]) for r in result] == want and want
+    for r in result:
+        sel = inside & (cls == r["classification"])
+        assert abs(r["mean_z"] - z[sel].mean()) < 1e-9 and r["max_z"] == z[sel].max()
