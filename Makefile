@@ -29,8 +29,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# run.py: Spark comparisons (sections 1-10); the *_decode.py: one-process decoding against the reference readers
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/vcf_decode.py --dir bench-data
+	$(BIN)/python benchmarks/las_decode.py --dir bench-data
+	$(BIN)/python benchmarks/cog_decode.py --dir bench-data
 
 bench-quick: setup
 	$(BIN)/python benchmarks/run.py --quick
