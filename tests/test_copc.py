@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import laspy  # the test extra installs it: a missing one must fail, not skip
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,9 +20,6 @@ from pyspark_dataplug.errors import FormatError
 from pyspark_dataplug.formats import name_format
 from pyspark_dataplug.index.build import plan_build, run_tasks_locally
 from pyspark_dataplug.plan import open_dataset
-
-laspy = pytest.importorskip("laspy")
-pytest.importorskip("copclib")
 
 N = 40_000
 

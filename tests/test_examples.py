@@ -115,3 +115,19 @@ def test_lidar_box_sql_example(spark, tmp_path):
     for r in result:
         sel = inside & (cls == r["classification"])
         assert abs(r["mean_z"] - z[sel].mean()) < 1e-9 and r["max_z"] == z[sel].max()
+
+
+def test_cog_ndvi_over_tiles(spark, tmp_path):
+    import numpy as np
+    import rasterio
+
+    example = _load("cog_bbox_stats")
+    uri = example.sample(tmp_path / "scene.tif")
+    rows = example.ndvi(spark, uri, "503000,4590000,510000,4597000", red=0, nir=2)
+    with rasterio.open(uri) as src:
+        px = src.read().astype(np.float64)
+    assert [(r["tile_col"], r["tile_row"]) for r in rows] == [(c, r) for r in (1, 2, 3) for c in (1, 2, 3)]
+    for r in rows:
+        t = px[:, r["tile_row"] * 256:(r["tile_row"] + 1) * 256, r["tile_col"] * 256:(r["tile_col"] + 1) * 256]
+        want = ((t[2] - t[0]) / (t[2] + t[0])).mean()
+        assert r["pixels"] == t[0].size and abs(r["ndvi"] - want) < 1e-12

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import laspy  # the test extra installs it: a missing one must fail, not skip
+import lazrs  # noqa: F401
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -22,9 +24,6 @@ from pyspark_dataplug.errors import FormatError, OptionError
 from pyspark_dataplug.formats import name_format
 from pyspark_dataplug.index.build import plan_build, run_tasks_locally
 from pyspark_dataplug.plan import open_dataset
-
-laspy = pytest.importorskip("laspy")
-pytest.importorskip("lazrs")
 
 
 def build(path: str, fmt: str | None = None, **options: Any) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import laspy  # the test extra installs it: a missing one must fail, not skip
 import numpy as np
 import pytest
 from conftest import read_dataplug
 from pointcloud_data import EXTENT, las_bytes, make_las, write_copc
-
-laspy = pytest.importorskip("laspy")
-pytest.importorskip("lazrs")
 
 
 def _box(fraction: float) -> tuple[float, float, float, float]:
