@@ -635,6 +635,12 @@ try:
     open_dataset({{"path": path}}).plan(partitions=1)[0][0].get()
 except ImportError as e:
     print(e)
+# leave without C++ static teardown: on this VM an interpreter that wrote Parquet sometimes aborts there
+# ("terminate called without an active exception", also with a bare pyarrow script; followed up separately),
+# which says nothing about what this test checks
+import os
+sys.stdout.flush()
+os._exit(0)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
