@@ -22,7 +22,16 @@ from .errors import IndexMissingError, ObjectNotFoundError, OptionError
 from .formats import REGISTRY, format_class, format_suffix, get_format, guess_format, name_format
 from .index.store import Index, IndexStore, index_command
 from .options import COMMON_OPTIONS, parse_options, paths_from_options
-from .storage import _GLOB_CHARS, INDEX_SUFFIX, ObjectInfo, StorageOptions, expand, get_storage, normalize_uri
+from .storage import (
+    _GLOB_CHARS,
+    INDEX_SUFFIX,
+    ObjectInfo,
+    StorageOptions,
+    expand,
+    expand_folders,
+    get_storage,
+    normalize_uri,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -131,12 +140,15 @@ def _globs(paths: list[str], uris: list[str]) -> list[str]:
     return sorted(out)
 
 
-def expand_objects(paths: list[str], storage: StorageOptions) -> list[ObjectInfo]:
+def expand_objects(paths: list[str], storage: StorageOptions, cls: type[Format] | None = None) -> list[ObjectInfo]:
     """:func:`expand`, failing when nothing is left, with a message that says what is never read.
 
     An empty folder is usually a wrong path, or a folder holding only Spark's ``_SUCCESS`` or our own
-    index folders: "no objects" alone does not say which.
+    index folders: "no objects" alone does not say which. A format whose objects are folders (``cls``
+    with a ``folder_marker``) expands to those folders instead.
     """
+    if cls is not None and cls.folder_marker:
+        return expand_folders(paths, cls.folder_marker, cls.folder_volatile, storage)
     objects = expand(paths, storage)
     if not objects:
         where = ", ".join(_show(p) for p in paths)
@@ -229,9 +241,9 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     """
     name, options, paths = parse_read_options(raw_options, defaults, paths)
     storage = storage_options(options)
-    every = expand_objects(paths, storage)
-    objects = every[:1] if first_only else every
     cls = format_class(name)
+    every = expand_objects(paths, storage, cls)
+    objects = every[:1] if first_only else every
     fmt = cls(format_params(cls, options))
     store = IndexStore(options.get("indexLocation"), storage)
     index_params = fmt.index_params()
@@ -244,7 +256,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
                     len(missing), ", ".join(missing[:5]))
     first_index = indexes[0]
     head = None
-    if first_index is None:
+    if first_index is None and not cls.folder_marker:
         info = objects[0]
         head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, HEAD_BYTES))
     params = {**fmt.params, **fmt.resolve(first_index, head), **(pushed or {})}

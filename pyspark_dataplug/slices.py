@@ -23,11 +23,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ByteRange:
-    """Bytes ``[start, end)`` of one object (``start`` inclusive, ``end`` exclusive)."""
+    """Bytes ``[start, end)`` of one object (``start`` inclusive, ``end`` exclusive).
+
+    ``etag``: the version of ``uri`` the index describes, for a range of another object than the slice's own
+    (an imzML's ``.ibd``, a file inside a MeasurementSet folder), so those reads are checked too. A range
+    of the slice's own object is checked against :attr:`Slice.etag`; index blobs (immutable by name) are not.
+    """
 
     uri: str
     start: int
     end: int
+    etag: str | None = None
 
     @property
     def size(self) -> int:
@@ -76,10 +82,7 @@ class Slice:
 
     def fetch(self) -> list[bytes]:
         """The slice's byte ranges, one ranged read each, checked against the indexed version."""
-        # only the data object is checked against its ETag; index blobs are immutable by name
-        return [get_storage(r.uri, self.storage).read(r.uri, r.start, r.end,
-                                                      etag=(self.etag or None) if r.uri == self.uri else None)
-                for r in self.ranges]
+        return [RangeReader(self).read(i) for i in range(len(self.ranges))]
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Fetch and decode: Arrow record batches in the format's schema.
@@ -135,7 +138,9 @@ class RangeReader:
         self.buffers = buffers
 
     def _etag(self, r: ByteRange) -> str | None:
-        # only the data object is checked against its ETag; index blobs are immutable by name
+        # data objects are checked against the version indexed; index blobs are immutable by name
+        if r.etag:
+            return r.etag
         return (self.slice.etag or None) if r.uri == self.slice.uri else None
 
     def read(self, i: int) -> bytes:

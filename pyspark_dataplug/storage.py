@@ -109,6 +109,10 @@ class Storage(Protocol):
 
     def list(self, pattern: str) -> list[ObjectInfo]: ...
 
+    def list_tree(self, prefix: str) -> list[ObjectInfo]:
+        """Every file below a folder, at any depth (none: an empty list), index folders excepted."""
+        ...
+
 
 def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://", "s3n://"))
@@ -137,8 +141,9 @@ def get_storage(uri: str, options: StorageOptions | None = None) -> Storage:
     return LocalStorage()
 
 
-#: indexes the field keeps next to its files (samtools, bgzip, tabix): never data of their own
-SIDECAR_SUFFIXES = (".fai", ".gzi", ".tbi", ".csi")
+#: files the field keeps next to its data files (samtools, bgzip and tabix indexes; an imzML's binary
+#: ``.ibd``, read through its ``.imzML``): never objects of their own
+SIDECAR_SUFFIXES = (".fai", ".gzi", ".tbi", ".csi", ".ibd")
 
 
 def _skip_name(name: str) -> bool:
@@ -285,6 +290,14 @@ class LocalStorage:
         out = [self.info(n) for n in names if os.path.isfile(n) and not _skip_name(n)]
         if not out and not os.path.isdir(path):
             raise ObjectNotFoundError(f"{path}: matches no file")
+        return out
+
+    def list_tree(self, prefix: str) -> list[ObjectInfo]:
+        root = normalize_uri(prefix).rstrip("/") or "/"
+        out = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.endswith(INDEX_SUFFIX))
+            out.extend(self.info(os.path.join(folder, f)) for f in sorted(files))
         return out
 
 
@@ -570,6 +583,25 @@ class S3Storage:
             raise ObjectNotFoundError(f"{pattern}: matches no object")
         return out
 
+    def list_tree(self, prefix: str) -> list[ObjectInfo]:
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key.rstrip("/") else ""
+        out: list[ObjectInfo] = []
+        token: str | None = None
+        while True:
+            kwargs = {"Bucket": bucket, "Prefix": key}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), prefix, self.options)
+            for obj in page.get("Contents", []):
+                k = obj["Key"]
+                if not k.endswith("/") and INDEX_SUFFIX + "/" not in k:
+                    out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        return out
+
 
 def expand(paths: list[str], options: StorageOptions | None = None) -> list[ObjectInfo]:
     """Paths, globs and prefixes to a de-duplicated list of objects, in the order given."""
@@ -577,4 +609,59 @@ def expand(paths: list[str], options: StorageOptions | None = None) -> list[Obje
     for p in paths:
         for info in get_storage(p, options).list(p):
             seen.setdefault(info.uri, info)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------------------------- folders
+
+
+def folder_version(uri: str, files: list[ObjectInfo], volatile: tuple[str, ...] = ()) -> ObjectInfo:
+    """One version for a folder-shaped object (a MeasurementSet): its own files' names, sizes and ETags.
+
+    Only the files directly in the folder count (a MeasurementSet's rows live there; its sub-tables are
+    folders of their own), minus ``volatile`` names that change without the data changing (casacore's
+    ``table.lock``). Any rewrite of a counted file changes the version, so a stale index is detected as for
+    a single object.
+    """
+    import hashlib
+
+    root = uri.rstrip("/") + "/"
+    own = sorted((f.uri[len(root):], f.size, f.etag) for f in files
+                 if f.uri.startswith(root) and "/" not in f.uri[len(root):] and f.uri[len(root):] not in volatile)
+    digest = hashlib.sha256(repr(own).encode()).hexdigest()[:32]
+    return ObjectInfo(uri.rstrip("/"), sum(size for _, size, _ in own), f"folder-{digest}")
+
+
+def folder_files(uri: str, options: StorageOptions | None = None) -> dict[str, ObjectInfo]:
+    """The files directly in a folder-shaped object, by name (what its slices read, with their versions)."""
+    root = uri.rstrip("/") + "/"
+    return {f.uri[len(root):]: f for f in get_storage(uri, options).list_tree(uri)
+            if f.uri.startswith(root) and "/" not in f.uri[len(root):]}
+
+
+def expand_folders(paths: list[str], marker: str, volatile: tuple[str, ...] = (),
+                   options: StorageOptions | None = None) -> list[ObjectInfo]:
+    """Paths to folder-shaped objects: every folder holding ``marker`` (``table.dat``) is one object.
+
+    A path may name the folder itself, a folder of them (``s3://bucket/night1/``) or a glob of them
+    (``.../*.ms``). Folders inside an object (a MeasurementSet's sub-tables hold a ``table.dat`` too) belong
+    to it and are never objects of their own.
+    """
+    seen: dict[str, ObjectInfo] = {}
+    for p in paths:
+        full = normalize_uri(p).rstrip("/")
+        globbing = any(c in full for c in _GLOB_CHARS)
+        root = full[: full.rfind("/", 0, min(full.index(c) for c in _GLOB_CHARS if c in full))] if globbing else full
+        files = get_storage(p, options).list_tree(root)
+        found = sorted({f.uri.rsplit("/", 1)[0] for f in files if f.uri.rsplit("/", 1)[-1] == marker})
+        outer = [d for d in found if not any(d.startswith(o + "/") for o in found if o != d)]
+        if globbing:
+            bucket_free = full.split("://", 1)[1] if is_s3(full) else full
+            regex = glob_to_regex(bucket_free)
+            outer = [d for d in outer if regex.fullmatch(d.split("://", 1)[1] if is_s3(d) else d)]
+        if not outer:
+            raise ObjectNotFoundError(f"{p}: holds no folder with a {marker} (is it the right path, and the "
+                                      "right format?)")
+        for d in outer:
+            seen.setdefault(d, folder_version(d, [f for f in files if f.uri.startswith(d + "/")], volatile))
     return list(seen.values())

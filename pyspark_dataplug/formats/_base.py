@@ -35,6 +35,12 @@ class Format(ABC):
     options: ClassVar[tuple[Opt, ...]] = ()
     #: strategy name -> one-line description; the first is the default
     strategies: ClassVar[dict[str, str]] = {}
+    #: set for formats whose objects are folders (a MeasurementSet): the file that marks such a folder. Its
+    #: ObjectInfo is then the folder's (:func:`~pyspark_dataplug.storage.folder_version`), ``head`` is empty,
+    #: and slices read the folder's files, each range carrying its file's version (``ByteRange.etag``).
+    folder_marker: ClassVar[str | None] = None
+    #: names in such a folder that change without the data changing, left out of its version
+    folder_volatile: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = dict(params)

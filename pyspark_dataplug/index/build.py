@@ -146,7 +146,8 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     tasks: list[dict[str, Any]] = []
     owner: list[int] = []
     for i, info in enumerate(todo):
-        head = get_storage(info.uri, storage).read(info.uri, 0, min(info.size, 64), etag=info.etag)
+        head = b"" if fmt.folder_marker else get_storage(info.uri, storage).read(info.uri, 0, min(info.size, 64),
+                                                                                    etag=info.etag)
         for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name), storage):
             tasks.append(t)
             owner.append(i)
@@ -252,4 +253,4 @@ def plan_build(paths: str | list[str], format: str | None = None, **options: Any
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
     store = IndexStore(opts.get("indexLocation"), storage)
-    return BuildPlan(fmt, expand_objects(path_list, storage), store, storage, requested_build_params(fmt, raw))
+    return BuildPlan(fmt, expand_objects(path_list, storage, cls), store, storage, requested_build_params(fmt, raw))
