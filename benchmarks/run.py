@@ -224,6 +224,18 @@ def ensure_gzip(src: Path) -> tuple[Path, bool, str]:
     return gz, False, how
 
 
+def ensure_bgzf(src: Path) -> Path | None:
+    """``src.bgz`` written by htslib's bgzip (through pysam), or None when pysam is not installed."""
+    try:
+        import pysam
+    except ImportError:
+        return None
+    out = src.with_name(src.name + ".bgz")
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        pysam.tabix_compress(str(src), str(out), force=True)
+    return out
+
+
 @dataclass
 class Data:
     """The generated files (None when no selected section needs them)."""
@@ -605,6 +617,16 @@ def section_build(ctx: Ctx) -> Section:
     if tool:
         comps.append((Series("gzip -dc > /dev/null", expected),
                       lambda: subprocess.run([tool, "-dc", str(d.gz)], stdout=subprocess.DEVNULL, check=True)))
+    # the same FASTQ bgzipped (as htslib tools write it): its blocks are walked by parallel tasks, no windows
+    bgz = ensure_bgzf(d.fastq) if d.fastq else None
+    if bgz is not None:
+        def build_bgzf() -> None:
+            summary = pyspark_dataplug.build_index(ctx.spark, str(bgz), format="fastq", force=True)
+            check_count("build_index records (BGZF)", summary.records, reads)
+
+        comps += [(Series("BGZF: build_index(force=True) (Spark job)", expected), build_bgzf),
+                  (Series("BGZF: one Python zlib pass", expected), lambda: check_count(
+                      "zlib pass (BGZF bytes)", zlib_pass(bgz), expected))]
     for _series, fn in comps:  # warm-up
         fn()
     summaries.clear()
@@ -627,6 +649,11 @@ def section_build(ctx: Ctx) -> Section:
         Check("index files (manifest + files it names) / .gz size", 100 * current / d.gz_size, 0.5, "<=", "%",
               note=f"{current:,} B"),
     ]
+    if bgz is not None:
+        named = {x.name: x for x in sec.series}
+        b, z = named["BGZF: build_index(force=True) (Spark job)"], named["BGZF: one Python zlib pass"]
+        sec.checks.append(Check("BGZF build time / one zlib pass", b.median / z.median, unit="x",
+                                note="parallel block walk + parallel counting; no windows"))
     if everything != current:
         sec.notes.append(f"The sidecar folder holds {everything:,} B: files of earlier (forced) builds stay "
                          "next to the current one.")

@@ -16,6 +16,7 @@ ones start (multi-member gzip, BGZF): after the first member the bytes are byte-
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -208,15 +209,15 @@ def _shift(data: bytes, bits: int) -> bytes:
 
 
 def inflate(uri: str, comp: bytes, comp_start: int, point_c: int, bits: int, window: bytes | None, want: int,
-            object_size: int, partial: bool = False) -> bytes | memoryview:
+            object_size: int, partial: bool = False, member: bool = False) -> bytes | memoryview:
     """``want`` uncompressed bytes from a seek point, given compressed bytes ``comp`` from ``comp_start``.
 
     ``comp_start`` is ``point_c - 1`` when ``bits`` (the point starts inside that byte), else ``point_c``.
     ``partial``: ``comp`` is a prefix of the rest of the object, so running out of it returns what it
     gave instead of failing (the caller fetches more if that was not enough).
     """
-    return _first(list(inflate_pieces(uri, [comp], comp_start, point_c, bits, window, want, object_size, partial)),
-                  want)
+    return _first(list(inflate_pieces(uri, [comp], comp_start, point_c, bits, window, want, object_size, partial,
+                                      member=member)), want)
 
 
 def _feed(d: object, next_block: Callable[[], bytes], left: int, piece: int,
@@ -332,10 +333,14 @@ def _members(uri: str, src: _Compressed, at: int, want: int, piece: int, partial
              block: int) -> Iterator[bytes]:
     """Whole gzip members from offset ``at`` (byte-aligned), until ``want`` bytes or the end of the data."""
     got = 0
+    step = 0
 
     def plain() -> bytes:
-        nonlocal at
-        data = src.take(at, at + block)
+        # small members (BGZF's are under 64 KiB) take small steps, big ones grow to ``block``: copying a
+        # ``block`` of input per member would cost more than inflating it
+        nonlocal at, step
+        step = min(block, step * 2)
+        data = src.take(at, at + step)
         at += len(data)
         return data
 
@@ -353,6 +358,7 @@ def _members(uri: str, src: _Compressed, at: int, want: int, piece: int, partial
             raise FormatError(uri, at, "garbage where a gzip member should start")
         d = _inflater.decompressobj(31)
         member_at = at
+        step = BGZF_MAX_BLOCK // 2
         for chunk in _feed(d, plain, want - got, piece,
                            lambda e, m=member_at: FormatError(uri, m, f"corrupt gzip member ({e})")):
             got += len(chunk)
@@ -393,3 +399,105 @@ def inflate_all(uri: str, data: bytes) -> bytes:
             raise FormatError(uri, len(data), "truncated gzip stream")
         rest = d.unused_data
     return b"".join(out)
+
+
+# ----------------------------------------------------------------------------------------------- BGZF
+#: every BGZF block starts so: gzip magic, deflate, FEXTRA set, then (after MTIME, XFL, OS) an extra field
+#: whose first subfield is 'BC' with a 2-byte payload: the block's size minus one (SAM/BAM spec, section 4.1)
+_BGZF_HEAD = re.compile(rb"\x1f\x8b\x08\x04.{6}[\x06-\xff]\x00BC\x02\x00", re.DOTALL)
+#: the empty block bgzip writes last (htslib warns when it is missing)
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+BGZF_MAX_BLOCK = 1 << 16
+
+
+def is_bgzf(head: bytes) -> bool:
+    """Whether an object starts with a BGZF block (blocked gzip: bgzip, htslib, Biopython)."""
+    return _BGZF_HEAD.match(head[:18]) is not None
+
+
+def _block_size(data: bytes | memoryview, p: int) -> int:
+    """The size of the BGZF block at ``p`` (0 when no block header is there)."""
+    if _BGZF_HEAD.match(data, p, p + 18) is None:
+        return 0
+    return int.from_bytes(data[p + 16: p + 18], "little") + 1
+
+
+def _first_block(data: bytes, lo: int, hops: int = 3) -> int | None:
+    """The first offset at or after ``lo`` where a chain of ``hops`` BGZF blocks starts (or runs to the end).
+
+    A block's header bytes can occur inside compressed data by chance; three consecutive headers, each
+    exactly where the previous block's size says, cannot in practice (and the build checks that the chains
+    found by neighbouring tasks join up).
+    """
+    for m in _BGZF_HEAD.finditer(data, lo):
+        p, ok = m.start(), True
+        for _ in range(hops):
+            n = _block_size(data, p)
+            if n == 0 or p + n > len(data):
+                ok = n > 0 and p + n > len(data)  # a block running past the buffer ends the check
+                break
+            p += n
+            if p == len(data):
+                break
+        if ok:
+            return m.start()
+    return None
+
+
+def bgzf_blocks(uri: str, data: bytes, base: int, start: int, end: int, object_size: int,
+                spacing: int) -> dict[str, object]:
+    """Walk the BGZF blocks that start in ``[start, end)`` of an object, from its bytes ``data`` at ``base``.
+
+    ``data`` must reach one maximal block past ``end`` (or the object's end). Returns the first block's
+    offset, the offset after the last block walked (the next task's first block: the build checks they
+    join), the uncompressed bytes of those blocks, and seek points ``[u relative to the first block, c]``
+    at the first block and then about every ``spacing`` uncompressed bytes. Every block is a gzip member,
+    so a point needs no window. Nothing is inflated: each block's size is in its header and its
+    uncompressed size in its last 4 bytes.
+    """
+    lo = start - base
+    first = 0 if start == 0 else _first_block(data, lo)
+    if first is None or first + base >= end:
+        return {"first": None, "next": None, "usize": 0, "points": []}
+    if start == 0 and _block_size(data, 0) == 0:
+        raise FormatError(uri, 0, "not a BGZF block where the object starts")
+    p, u, last_point = first, 0, None
+    points: list[list[int]] = []
+    while p + base < end:
+        n = _block_size(data, p)
+        if n == 0 or p + n > len(data):
+            if n == 0 and p + base >= object_size:
+                break
+            # not BGZF here (a plain gzip member appended, or damage): the build falls back to one sequential
+            # pass, which reads any valid gzip and names the byte where an invalid one goes wrong
+            return {"first": first + base, "next": None, "usize": u, "points": points, "broken": p + base}
+        if last_point is None or u - last_point >= spacing:
+            points.append([u, p + base])
+            last_point = u
+        u += int.from_bytes(data[p + n - 4: p + n], "little")
+        p += n
+    return {"first": first + base, "next": p + base, "usize": u, "points": points}
+
+
+def bgzf_seeks(uri: str, rows: list[dict], object_size: int) -> tuple[list[list[int]], int]:
+    """The chunks' block walks joined: absolute seek points ``[u, c, 0, 0, 0]`` and the uncompressed size.
+
+    Each chunk must start its chain exactly where the previous chunk's ended, and the last must end at the
+    object's end: otherwise a false block start was found, or the object is not BGZF throughout.
+    """
+    seeks: list[list[int]] = []
+    u, expect = 0, 0
+    for r in sorted((r for r in rows if r["first"] is not None), key=lambda r: r["first"]):
+        if r.get("broken") is not None:
+            raise FormatError(uri, int(r["broken"]), "no BGZF block starts where the previous one ended")
+        if r["first"] != expect:
+            raise FormatError(uri, expect, f"BGZF blocks do not chain here (a block ends at {expect}, the next "
+                                           f"chunk's first block starts at {r['first']}): not a BGZF object, "
+                                           "or corrupt")
+        seeks.extend([u + du, c, 0, 0, 0] for du, c in r["points"])
+        u += int(r["usize"])
+        expect = int(r["next"])
+    if expect != object_size:
+        raise FormatError(uri, expect, f"the BGZF blocks end at byte {expect} of {object_size} (truncated or "
+                                       "trailing garbage)")
+    return seeks, u

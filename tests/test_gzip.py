@@ -255,3 +255,80 @@ def test_scan_without_index_reads_whole_gzip(local_store):
     slices = co.slices(num_slices=4)
     assert len(slices) == 1  # without an index a gzip object is one task, as in Spark
     assert _rows(slices) == fastq_reference(data)
+
+
+# ------------------------------------------------------------------------------------------ BGZF, in parallel
+def test_bgzf_block_walk_joins_from_any_chunk_start(tmp_path):
+    """Chunk walks started at arbitrary offsets find the true block starts and chain into the real block list."""
+    from pyspark_dataplug import gz
+
+    blob = _bgzf(make_fastq(3000, seed=31), tmp_path / "w.bgz")
+    # the true blocks, walked from the start by their BSIZE fields
+    true, p = [], 0
+    while p < len(blob):
+        true.append(p)
+        p += int.from_bytes(blob[p + 16: p + 18], "little") + 1
+    assert p == len(blob) and len(true) > 5
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        cuts = sorted({0, *rng.integers(1, len(blob), size=int(rng.integers(1, 6))).tolist(), len(blob)})
+        walks = [gz.bgzf_blocks("w.bgz", blob[a: min(len(blob), b + 2 * gz.BGZF_MAX_BLOCK)], a, a, b, len(blob), 1)
+                 for a, b in zip(cuts, cuts[1:], strict=False)]
+        seeks, usize = gz.bgzf_seeks("w.bgz", walks, len(blob))
+        assert [c for _, c, *_ in seeks] == true  # spacing 1: a point at every block
+        assert usize == len(make_fastq(3000, seed=31))
+
+
+def test_bgzf_index_is_built_in_parallel_without_windows(local_store, tmp_path, monkeypatch):
+    """BGZF objects get member seek points (no window blob) from chunks walked in parallel, and read exactly."""
+    import pyspark_dataplug.formats._lines as lines
+
+    data = make_fastq(5000, seed=32)
+    uri = local_store.put("p.fastq.gz", _bgzf(data, tmp_path / "p.bgz"))
+    monkeypatch.setattr(lines, "SPLIT_BYTES", 50_000)  # many chunks, so chains must join across tasks
+    fmt = FASTQGZip({})
+    from pyspark_dataplug.storage import get_storage
+
+    tasks = fmt.build_tasks(get_storage(uri).info(uri), Path(uri).read_bytes()[:64], str(tmp_path / "ix"), None)
+    assert len(tasks) > 3 and all(t["codec"] == "bgzf" for t in tasks)
+    co = CloudObject(FASTQGZip, uri, SPACING)
+    co.preprocess()
+    index = co.dataset().indexes[0]
+    assert index.manifest["seek_points"] == "members" and "windows" not in index.manifest.get("blobs", {})
+    assert index.records == 5000 and len(index.tables["seeks"]) > 3
+    for n in (1, 2, 7, 5001):
+        assert _rows(co.partition(partition_reads_batches, num_batches=n)) == fastq_reference(data), n
+
+
+def test_bgzf_damage_and_impostors(local_store, tmp_path):
+    data = make_fastq(3000, seed=33)
+    blob = _bgzf(data, tmp_path / "d.bgz")
+    # truncated: the end-of-file block is gone, so the sequential gzip path reports the cut
+    uri = local_store.put("cut.fastq.gz", blob[: len(blob) // 2])
+    with pytest.raises(FormatError, match=r"cut\.fastq\.gz at byte \d+"):
+        CloudObject(FASTQGZip, uri, SPACING).preprocess()
+    # a block's size field damaged: the chain breaks, the sequential pass (which does not need that field)
+    # takes over, and the rows are exact
+    bad = bytearray(blob)
+    second = int.from_bytes(blob[16:18], "little") + 1
+    bad[second + 16: second + 18] = (1000).to_bytes(2, "little")
+    uri = local_store.put("bsize.fastq.gz", bytes(bad))
+    co = CloudObject(FASTQGZip, uri, SPACING)
+    co.preprocess()
+    assert _rows(co.partition(partition_reads_batches, num_batches=4)) == fastq_reference(data)
+    # compressed bytes damaged inside a block: the error names the object and the byte
+    bad = bytearray(blob)
+    bad[second + 200: second + 264] = b"\xff" * 64
+    uri = local_store.put("broken.fastq.gz", bytes(bad))
+    with pytest.raises(FormatError, match=r"broken\.fastq\.gz at byte \d+"):
+        CloudObject(FASTQGZip, uri, SPACING).preprocess()
+    # BGZF followed by plain gzip members (and BGZF's end block last): valid gzip, so the build falls back to
+    # one sequential pass and reads it exactly
+    tail = make_fastq(500, seed=34)
+    mixed = blob[:-28] + gzip.compress(tail) + blob[-28:]
+    uri = local_store.put("mixed.fastq.gz", mixed)
+    co = CloudObject(FASTQGZip, uri, SPACING)
+    co.preprocess()
+    index = co.dataset().indexes[0]
+    assert "seek_points" not in index.manifest and index.records == 3500
+    assert _rows(co.partition(partition_reads_batches, num_batches=5)) == fastq_reference(data + tail)

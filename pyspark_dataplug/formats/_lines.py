@@ -164,12 +164,27 @@ class ChunkedBuild(Format):
                     storage: StorageOptions | None = None) -> list[dict[str, Any]]:
         task = {"uri": info.uri, "etag": info.etag, "size": info.size}
         if is_gzip(head):
+            if gz.is_bgzf(head) and self._ends_bgzf(info, storage):
+                # every block is a gzip member: chunks of the object are walked in parallel, no windows needed
+                return [{**task, "codec": "bgzf", "start": s, "end": min(info.size, s + SPLIT_BYTES)}
+                        for s in range(0, info.size, SPLIT_BYTES)]
             # one sequential pass: a gzip stream cannot be entered without a seek point
             return [{**task, "codec": "gzip", "index_dir": index_dir}]
         sniffed = self._sniff_object(info, storage)
         split = max(self.spacing, SPLIT_BYTES // self.spacing * self.spacing)
         return [{**task, "start": s, "end": min(info.size, s + split), "sniff": sniffed}
                 for s in range(0, info.size, split)]
+
+    @staticmethod
+    def _ends_bgzf(info: ObjectInfo, storage: StorageOptions | None) -> bool:
+        """Whether the object ends with bgzip's end-of-file block, as every BGZF writer leaves it.
+
+        With a BGZF first block, this second look keeps the parallel build for real BGZF objects; a gzip
+        that merely starts like one (a BGZF file with plain gzip appended) takes the sequential path.
+        """
+        n = len(gz.BGZF_EOF)
+        return info.size >= n and get_storage(info.uri, storage).read(
+            info.uri, info.size - n, info.size, etag=info.etag) == gz.BGZF_EOF
 
     def _sniff_object(self, info: ObjectInfo, storage: StorageOptions | None) -> dict[str, Any]:
         st = get_storage(info.uri, storage)
@@ -187,6 +202,10 @@ class ChunkedBuild(Format):
     def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
         if task.get("codec") == "gzip":
             return [self._gzip_points(task, storage)]
+        if task.get("codec") == "bgzf":
+            return [self._bgzf_map(task, storage)]
+        if task.get("codec") == "gzip-all":
+            return self._gzip_all(task, storage)
         fmt = self._with(task.get("sniff"))
         if task.get("codec") == "gzip-count":
             return fmt._gzip_count(task, storage)
@@ -236,11 +255,82 @@ class ChunkedBuild(Format):
         return {"gzip_index": {"seeks": result.points, "size": result.size, "blob": blob,
                                "blob_size": len(result.blob), "sniff": result.head}}
 
+    def _bgzf_map(self, task: Mapping[str, Any], storage: StorageOptions) -> dict[str, Any]:
+        """Stage 1 for BGZF: the blocks that start in one chunk of the object (headers only, no inflating).
+
+        The chunk at the object's start also inflates its first blocks, to sniff what the format needs
+        from the first bytes (CSV's line separator).
+        """
+        uri, size, start, end = task["uri"], int(task["size"]), int(task["start"]), int(task["end"])
+        st = get_storage(uri, storage)
+        data = st.read(uri, start, min(size, end + 2 * gz.BGZF_MAX_BLOCK), etag=task["etag"])
+        walk = gz.bgzf_blocks(uri, data, start, start, end, size, self.gzip_spacing)
+        row: dict[str, Any] = {"bgzf": walk}
+        if start == 0:
+            n = HEAD_BYTES
+            while True:
+                head = b"".join(gz.inflate_pieces(uri, [data], 0, 0, 0, None, n, size, partial=True, member=True))
+                complete = len(head) < n
+                sniffed = self.sniff(uri, head, complete)
+                if sniffed is not None or complete or n >= MAX_HEAD_BYTES:
+                    break
+                n *= 4
+            if sniffed is None:
+                raise FormatError(uri, 0, f"no line break in the first {len(head)} bytes: the first line is longer "
+                                          f"than the {MAX_HEAD_BYTES >> 20} MiB this reader accepts")
+            walk["sniff"] = sniffed
+        return row
+
+    def _gzip_all(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
+        """Both gzip stages in one task: for an object that starts like BGZF but is not BGZF throughout."""
+        from ..storage import ObjectInfo
+
+        first = self._gzip_points(task, storage)
+        info = ObjectInfo(task["uri"], int(task["size"]), task["etag"])
+        fmt = self._with(first["gzip_index"].get("sniff"))
+        counts = [row for t in self.build_followup(info, [first], task["index_dir"])
+                  for row in fmt._gzip_count(t, storage)]
+        return [first, *counts]
+
+    @staticmethod
+    def _bgzf_walks(info: ObjectInfo, rows: list[dict[str, Any]]) -> tuple[list[list[int]], int] | None:
+        """The BGZF chunk walks joined into seek points; None when they show the object is not all BGZF."""
+        walks = [r["bgzf"] for r in rows if "bgzf" in r]
+        if not walks:
+            return None
+        if any(w.get("broken") is not None for w in walks):
+            return None
+        try:
+            return gz.bgzf_seeks(info.uri, walks, info.size)
+        except FormatError:
+            return None  # chains that do not join: the sequential pass decides (and names any damage)
+
+    @classmethod
+    def _gzip_index(cls, info: ObjectInfo,
+                    rows: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The seek points the first build stage found (gzip or BGZF), and the other rows (None: plain)."""
+        for i, r in enumerate(rows):
+            if "gzip_index" in r:
+                return r["gzip_index"], [x for j, x in enumerate(rows) if j != i and "bgzf" not in x]
+        walks = [r["bgzf"] for r in rows if "bgzf" in r]
+        if not walks:
+            return None, rows
+        joined = cls._bgzf_walks(info, rows)
+        if joined is None:
+            raise FormatError(info.uri, 0, "its BGZF blocks do not chain (internal: the fallback did not run)")
+        seeks, usize = joined
+        sniff = next((w["sniff"] for w in walks if "sniff" in w), {})
+        g = {"seeks": seeks, "size": usize, "blob": None, "blob_size": 0, "sniff": sniff, "member": True}
+        return g, [r for r in rows if "bgzf" not in r]
+
     def build_followup(self, info: ObjectInfo, rows: list[dict[str, Any]], index_dir: str) -> list[dict[str, Any]]:
         """Stage 2 for gzip: count records in runs of seek intervals, each inflated from its first point."""
-        if not rows or "gzip_index" not in rows[0]:
+        if any("bgzf" in r for r in rows) and self._bgzf_walks(info, rows) is None:
+            return [{"codec": "gzip-all", "uri": info.uri, "etag": info.etag, "size": info.size,
+                     "index_dir": index_dir}]
+        g, _ = self._gzip_index(info, rows)
+        if g is None:
             return []
-        g = rows[0]["gzip_index"]
         seeks, size = g["seeks"], int(g["size"])
         bounds = [p[0] for p in seeks if p[0] < size] + [size]
         tasks, k = [], 0
@@ -252,8 +342,8 @@ class ChunkedBuild(Format):
             c_end = info.size if m >= len(seeks) else min(info.size, int(seeks[m][1]) + GZIP_SLACK)
             tasks.append({"codec": "gzip-count", "uri": info.uri, "etag": info.etag, "size": info.size,
                           "usize": size, "u": u, "c": c, "bits": bits, "window": [win_off, win_len],
-                          "blob": join_uri(index_dir, g["blob"]), "bounds": bounds[k: m + 1], "c_end": c_end,
-                          "sniff": g.get("sniff") or {}})
+                          "blob": join_uri(index_dir, g["blob"]) if g["blob"] else None, "bounds": bounds[k: m + 1],
+                          "c_end": c_end, "sniff": g.get("sniff") or {}, "member": bool(g.get("member"))})
             k = m
         return tasks
 
@@ -273,7 +363,8 @@ class ChunkedBuild(Format):
             comp = st.read(uri, c_start, c_end, etag=task["etag"])
             want = min(usize, end + LOOKAHEAD) - u0
             data = np.frombuffer(gz.inflate(uri, comp, c_start, c, bits, window, want, int(task["size"]),
-                                            partial=c_end < int(task["size"])), dtype=np.uint8)
+                                            partial=c_end < int(task["size"]), member=bool(task.get("member"))),
+                                 dtype=np.uint8)
             last = usize if end >= usize else self.line_start_after(data, end - u0)
             if last is not None or c_end >= int(task["size"]):
                 break
@@ -395,9 +486,7 @@ class LineFormat(ChunkedBuild):
 
         from ..index.store import Index
 
-        gzip_index = rows[0]["gzip_index"] if rows and "gzip_index" in rows[0] else None
-        if gzip_index is not None:
-            rows = rows[1:]
+        gzip_index, rows = self._gzip_index(info, rows)
         size = int(gzip_index["size"]) if gzip_index else info.size
         rows = sorted(rows, key=lambda r: r["chunk"])
         points, records = self._walk(info.uri, rows, size)
@@ -427,8 +516,12 @@ class LineFormat(ChunkedBuild):
             tables["seeks"] = pa.table({"u": pa.array([s[0] for s in seeks], pa.int64()),
                                         "c": pa.array([s[1] for s in seeks], pa.int64())})
             sniffed = gzip_index.get("sniff")
-            manifest.update(compression="gzip", spacing=self.gzip_spacing, blobs={"windows": gzip_index["blob"]},
-                            blob_sizes={"windows": int(gzip_index["blob_size"])})
+            manifest.update(compression="gzip", spacing=self.gzip_spacing)
+            if gzip_index.get("member"):
+                manifest["seek_points"] = "members"  # BGZF: every point is a block start, no windows
+            else:
+                manifest.update(blobs={"windows": gzip_index["blob"]},
+                                blob_sizes={"windows": int(gzip_index["blob_size"])})
         tables["points"] = pa.table({n: pa.array(c, pa.int64()) for n, c in cols.items()})
         if any("stats" in r for r in rows):
             tables["stats"] = _stats_table(rows, cols["chunk"])
@@ -527,7 +620,8 @@ class LineFormat(ChunkedBuild):
             ranges = (ByteRange(src.uri, c_start, c_end),)
             if win_size > 0:
                 ranges = (ByteRange(index.blob_uri("windows"), win_off, win_off + win_size), *ranges)
-            context.update(codec="gzip", u=u, c=c, bits=bits, size=src.size, window=win_size > 0)
+            context.update(codec="gzip", u=u, c=c, bits=bits, size=src.size, window=win_size > 0,
+                           member=index.manifest.get("seek_points") == "members")
         params = {**self.params, **(index.attrs.get("sniff") or {})}  # this object's own line separator
         return Slice(format=self.name, uri=src.uri, etag=src.etag, ranges=ranges, params=params,
                      context=context, storage=storage_options, rows=b - a)
@@ -586,7 +680,7 @@ class LineFormat(ChunkedBuild):
             u = int(ctx["u"])
             pieces = gz.inflate_pieces(slice_.uri, data.pieces(len(slice_.ranges) - 1), comp_range.start,
                                        int(ctx["c"]), int(ctx["bits"]), window, int(ctx["end"]) - u,
-                                       int(ctx["size"]), piece=PIECE_BYTES)
+                                       int(ctx["size"]), piece=PIECE_BYTES, member=bool(ctx.get("member")))
             yield from self._decode_stream(slice_, _drop(pieces, int(ctx["edge"]) - u), int(ctx["edge"]))
             return
         yield from self._decode_stream(slice_, data.pieces(0), slice_.ranges[0].start)

@@ -174,9 +174,7 @@ class FASTA(ChunkedBuild):
 
         from ..index.store import Index
 
-        gzip_index = rows[0]["gzip_index"] if rows and "gzip_index" in rows[0] else None
-        if gzip_index is not None:
-            rows = rows[1:]
+        gzip_index, rows = self._gzip_index(info, rows)
         size = int(gzip_index["size"]) if gzip_index else info.size
         rows = sorted(rows, key=lambda r: r["chunk"])
         recs: list[dict[str, Any]] = []
@@ -218,9 +216,11 @@ class FASTA(ChunkedBuild):
                 "bits": pa.array([s[2] for s in seeks], pa.int64()),
                 "window_offset": pa.array([s[3] for s in seeks], pa.int64()),
                 "window_size": pa.array([s[4] for s in seeks], pa.int64()),
-                "member": pa.array([False] * len(seeks), pa.bool_())})
-            manifest.update(compression="gzip", blobs={"windows": gzip_index["blob"]},
-                            blob_sizes={"windows": int(gzip_index["blob_size"])}, spacing=self.gzip_spacing)
+                "member": pa.array([bool(gzip_index.get("member"))] * len(seeks), pa.bool_())})
+            manifest.update(compression="gzip", spacing=self.gzip_spacing)
+            if not gzip_index.get("member"):
+                manifest.update(blobs={"windows": gzip_index["blob"]},
+                                blob_sizes={"windows": int(gzip_index["blob_size"])})
         return Index(manifest, tables)
 
     # -- an existing .fai (and .gzi) instead of a build -------------------------------------------------
