@@ -545,9 +545,7 @@ class LineFormat(ChunkedBuild):
         its bytes, by strategy.
         """
         first = self._with(index.attrs.get("sniff")).first_record()
-        pts = index.tables["points"]
-        off = np.append(pts.column("offset").to_numpy(), self.weight(index))
-        recs = np.append(pts.column("records_before").to_numpy(), index.records)
+        off, recs = self._point_arrays(index)
         kept = self.kept_points(index)
         spans = [(0, len(off) - 1)] if kept is None else kept
         out = []
@@ -558,16 +556,22 @@ class LineFormat(ChunkedBuild):
                             else int(off[j]) - int(off[i])))
         return out
 
+    def _point_arrays(self, index: Index) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and records before each index point, the object's end appended (built once per index)."""
+        key = "lines.points"
+        if key not in index.memo:
+            pts = index.tables["points"]
+            index.memo[key] = (np.append(pts.column("offset").to_numpy(), self.weight(index)),
+                               np.append(pts.column("records_before").to_numpy(), index.records))
+        return index.memo[key]
+
     def _record_of_byte(self, index: Index, b: int) -> int:
         """The record at the index point nearest to byte ``b`` (the object's end counts as a point).
 
         Cutting only at index points means neighbouring slices share no bytes (for gzip: no data is
         inflated twice); asking for more slices than the index has points gives one slice per point.
         """
-        off = index.tables["points"].column("offset").to_numpy()
-        n = index.tables["points"].column("records_before").to_numpy()
-        offs = np.append(off, self.weight(index))
-        recs = np.append(n, index.records)
+        offs, recs = self._point_arrays(index)
         k = int(np.searchsorted(offs, b))
         best = min((j for j in (k - 1, k) if 0 <= j < len(offs)), key=lambda j: abs(int(offs[j]) - b))
         return int(recs[best])

@@ -48,6 +48,8 @@ class Index:
     manifest: dict[str, Any]
     tables: dict[str, pa.Table] = field(default_factory=dict)
     location: str | None = None
+    #: arrays derived from the tables once per planning (a plan of 100,000 slices must not rebuild them per cut)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def source(self) -> ObjectInfo:
