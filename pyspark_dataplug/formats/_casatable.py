@@ -165,6 +165,17 @@ def parse_ssm_header(buf: bytes, big: bool) -> SSMHeader:
     return SSMHeader(big, bucket_size, nbuckets, first_idx, n_idx, idx_offset, index_length, n_indices)
 
 
+def object_type(buf: bytes) -> str:
+    """The type of the AipsIO object a file starts with ("" if none), in either byte order."""
+    if len(buf) < 12 or buf[:4] != b"\xbe\xbe\xbe\xbe":
+        return ""
+    for e in (">", "<"):
+        n = struct.unpack_from(e + "I", buf, 8)[0]
+        if 0 < n < 64 and 12 + n <= len(buf):
+            return bytes(buf[12: 12 + n]).decode("latin-1")
+    return ""
+
+
 def ssm_endianness(buf: bytes) -> bool:
     """Whether a StandardStMan header is big-endian: its object length reads sensibly only one way."""
     if len(buf) < 8 or buf[:4] != b"\xbe\xbe\xbe\xbe":
