@@ -113,6 +113,20 @@ def _merge(spans: list[tuple[int, int]], gap: int = MAX_GAP, limit: int | None =
     return out
 
 
+def _merge_arrays(parts: list[np.ndarray], gap: int = MAX_GAP) -> list[tuple[int, int]]:
+    """``_merge`` for ``(n, 2)`` arrays of spans, vectorised (a batch has a span per column per bucket)."""
+    a = np.concatenate(parts).astype(np.int64).reshape(-1, 2)
+    a = a[a[:, 1] > a[:, 0]]
+    if not len(a):
+        return []
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(a[:, 1])
+    new = np.concatenate(([True], a[1:, 0] - reach[:-1] > gap))
+    heads = np.flatnonzero(new)
+    ends = np.append(heads[1:], len(a)) - 1
+    return list(zip(a[heads, 0].tolist(), reach[ends].tolist(), strict=True))
+
+
 class MeasurementSet(Format):
     """``ms``: the MAIN table of a MeasurementSet folder."""
 
@@ -576,7 +590,7 @@ class _Planner:
             spans, info = self._batch(j, k, r0, r1)
             n = 0
             for name in sorted(spans):
-                for s, e in _merge(spans[name]):
+                for s, e in _merge_arrays(spans[name]):
                     ranges.append(ByteRange(f"{src.uri}/{name}", s, e, etag=files[name][1]))
                     n += 1
             batches.append({"rows": [r0, r1], "ranges": n, **info})
@@ -586,27 +600,27 @@ class _Planner:
         return Slice(format=fmt.name, uri=src.uri, etag=src.etag, ranges=tuple(ranges), params=fmt.params,
                      context=context, storage=self.storage, rows=int(self.slot_row[b] - self.slot_row[a]))
 
-    def _batch(self, j: int, k: int, r0: int, r1: int) -> tuple[dict[str, list[tuple[int, int]]], dict[str, Any]]:
-        spans: dict[str, list[tuple[int, int]]] = {}
+    def _batch(self, j: int, k: int, r0: int, r1: int) -> tuple[dict[str, list[np.ndarray]], dict[str, Any]]:
+        spans: dict[str, list[np.ndarray]] = {}
         info: dict[str, Any] = {"ssm": {}, "tsm": {}}
         for c in self.cols:
             mgr = self.meta["managers"][c["dm_name"]]
             if c["kind"] in ("ssm", "ssm_ind"):
                 key = f"{c['dm_name']}/{c['index']}"
                 first, last, bnum = self.buckets[(c["dm_name"], c["index"])]
-                i0, i1 = int(np.searchsorted(last, r0)), int(np.searchsorted(last, r1 - 1))
-                parts = [[int(bnum[i]), int(first[i]), int(last[i])] for i in range(i0, i1 + 1)]
-                info["ssm"][key] = parts
+                i0, i1 = int(np.searchsorted(last, r0)), int(np.searchsorted(last, r1 - 1)) + 1
+                f, la, bk = first[i0:i1], last[i0:i1], bnum[i0:i1]
+                if key not in info["ssm"]:
+                    info["ssm"][key] = np.stack([bk, f, la], axis=1).tolist()
                 nbits = 64 if c["kind"] == "ssm_ind" else ct.cell_dtype(c["value_type"], mgr["big"])[1] * int(
                     np.prod(c["shape"] or [1]))
-                for bk, f, last_ in parts:
-                    base = ct.SSM_HEADER + bk * mgr["bucket_size"] + c["offset"]
-                    lo, hi = max(r0, f) - f, min(r1 - 1, last_) - f + 1
-                    spans.setdefault(mgr["file"], []).append((base + lo * nbits // 8, base + (hi * nbits + 7) // 8))
+                base = ct.SSM_HEADER + bk * mgr["bucket_size"] + c["offset"]
+                lo, hi = np.maximum(r0, f) - f, np.minimum(r1 - 1, la) - f + 1
+                spans.setdefault(mgr["file"], []).append(np.stack([base + lo * nbits // 8,
+                                                                   base + (hi * nbits + 7) // 8], axis=1))
                 if c["kind"] == "ssm_ind":
                     lo_, hi_ = self.extents[c["name"]]
-                    spans.setdefault(mgr["ind_file"], []).extend(
-                        (int(x), int(y)) for x, y in zip(lo_[j:k], hi_[j:k], strict=True) if y > x)
+                    spans.setdefault(mgr["ind_file"], []).append(np.stack([lo_[j:k], hi_[j:k]], axis=1))
             else:
                 runs = _tsm_runs(mgr, r0, r1)
                 info["tsm"][c["dm_name"]] = runs
@@ -616,7 +630,7 @@ class _Planner:
                     if cb is None:
                         continue
                     s, e, _ = ct.tile_span(cb, pos, pos + rb - ra, ct.tile_bytes(cb.tile, nbits))
-                    spans.setdefault(f"{mgr['prefix']}{cb.file}", []).append((s, e))
+                    spans.setdefault(f"{mgr['prefix']}{cb.file}", []).append(np.asarray([[s, e]], np.int64))
         return spans, info
 
 
@@ -640,6 +654,44 @@ def _cube(mgr: Mapping[str, Any], k: int) -> ct.Hypercube | None:
 # ---------------------------------------------------------------------------------------------- decoding
 
 
+def _groups(mem: _Mem, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """``(parts, chunk bytes, chunk start)`` per fetched chunk holding parts ``[starts, ends)``, each inside one."""
+    which = np.searchsorted(np.asarray(mem.starts, dtype=np.int64), starts, side="right") - 1
+    for w in np.unique(which):
+        sel = np.flatnonzero(which == w)
+        if w < 0 or int(ends[sel].max()) > mem.starts[w] + len(mem.bufs[w]):
+            raise LookupError(f"bytes [{int(starts[sel][0])}, {int(ends[sel].max())}) were not fetched")
+        yield sel, np.frombuffer(mem.bufs[w], np.uint8), mem.starts[w]
+
+
+def _gather(mem: _Mem, starts: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+    """The byte runs ``[starts, starts + nbytes)`` of one file, concatenated (one numpy gather per chunk)."""
+    pos = np.concatenate(([0], np.cumsum(nbytes)))
+    out = np.empty(int(pos[-1]), np.uint8)
+    for sel, buf, at0 in _groups(mem, starts, starts + nbytes):
+        n = nbytes[sel]
+        at = np.arange(int(n.sum()), dtype=np.int64)
+        shift = np.repeat(np.concatenate(([0], np.cumsum(n)[:-1])), n)
+        src = np.repeat(starts[sel] - at0, n) + at - shift
+        out[np.repeat(pos[sel], n) + at - shift] = buf[src]
+    return out
+
+
+def _gather_bits(mem: _Mem, base: np.ndarray, first_bit: np.ndarray, nbits: np.ndarray) -> np.ndarray:
+    """Bits ``[first_bit, first_bit + nbits)`` counted from byte ``base`` of each part (LSB first), as 0/1."""
+    starts = base + first_bit // 8
+    pos = np.concatenate(([0], np.cumsum(nbits)))
+    out = np.empty(int(pos[-1]), np.uint8)
+    for sel, buf, at0 in _groups(mem, starts, base + (first_bit + nbits + 7) // 8):
+        n = nbits[sel]
+        at = np.arange(int(n.sum()), dtype=np.int64)
+        shift = np.repeat(np.concatenate(([0], np.cumsum(n)[:-1])), n)
+        origin = (base[sel] - at0) * 8 + first_bit[sel]
+        bit = np.repeat(origin, n) + at - shift
+        out[np.repeat(pos[sel], n) + at - shift] = (buf[bit >> 3] >> (bit & 7).astype(np.uint8)) & 1
+    return out
+
+
 def _decode_column(c: Mapping[str, Any], mgr: Mapping[str, Any], batch: Mapping[str, Any], mems: dict[str, _Mem],
                    r0: int, r1: int) -> tuple[np.ndarray, np.ndarray | None]:
     """One column's cells of rows ``[r0, r1)``: ``(n, *shape)`` values and a validity mask (None: all valid)."""
@@ -652,17 +704,15 @@ def _decode_column(c: Mapping[str, Any], mgr: Mapping[str, Any], batch: Mapping[
         ind = c["kind"] == "ssm_ind"
         cdt = np.dtype(">i8" if mgr["big"] else "<i8") if ind else dt
         per = 1 if ind else nel
-        parts = []
-        for bk, f, last in batch["ssm"][f"{c['dm_name']}/{c['index']}"]:
-            base = ct.SSM_HEADER + bk * mgr["bucket_size"] + c["offset"]
-            lo, hi = max(r0, f) - f, min(r1 - 1, last) - f + 1
-            if nbits == 1 and not ind:
-                raw = mem.get(base + lo * nel // 8, base + (hi * nel + 7) // 8)
-                parts.append(ct.unpack_bits(raw, lo * nel % 8, (hi - lo) * nel))
-            else:
-                parts.append(np.frombuffer(mem.get(base + lo * per * cdt.itemsize, base + hi * per * cdt.itemsize),
-                                           cdt))
-        vals = np.concatenate(parts) if parts else np.zeros(0, cdt)
+        parts = np.asarray(batch["ssm"][f"{c['dm_name']}/{c['index']}"], dtype=np.int64).reshape(-1, 3)
+        base = ct.SSM_HEADER + parts[:, 0] * mgr["bucket_size"] + c["offset"]
+        lo = np.maximum(r0, parts[:, 1]) - parts[:, 1]
+        cnt = np.minimum(r1 - 1, parts[:, 2]) - parts[:, 1] + 1 - lo
+        if nbits == 1 and not ind:
+            vals = _gather_bits(mem, base, lo * nel, cnt * nel).astype(bool)
+        else:
+            step = per * cdt.itemsize
+            vals = _gather(mem, base + lo * step, cnt * step).view(cdt)
         if not ind:
             return vals.reshape(n, *shape), None
         valid = vals > 0
