@@ -296,3 +296,29 @@ def test_no_index_is_an_error(mss: dict[str, str], tmp_path: Path) -> None:
     path = copy_ms(mss["ssm"], tmp_path / "noindex.ms")
     with pytest.raises(DataplugError, match="index"):
         plan(path, 2)
+
+
+def test_big_endian_table(tmp_path: Path) -> None:
+    """A big-endian table (casacore's endian='big'): StandardStMan, indirect arrays and tiles swap bytes."""
+    path = tmp_path / "big.ms"
+    cols = [ct.makescacoldesc("TIME", 0.0), ct.makescacoldesc("ANTENNA1", 0), ct.makescacoldesc("FLAG_ROW", False),
+            ct.makearrcoldesc("UVW", 0.0, shape=[3], options=5),
+            ct.makearrcoldesc("DATA", 0j, shape=[8, 2], valuetype="complex", datamanagertype="TiledColumnStMan",
+                              datamanagergroup="TD"),
+            ct.makearrcoldesc("FLAG", False, shape=[8, 2], valuetype="boolean", datamanagertype="TiledShapeStMan",
+                              datamanagergroup="TF"),
+            ct.makearrcoldesc("WEIGHT", 0.0, shape=[2], valuetype="float", options=4)]
+    rng = np.random.default_rng(3)
+    n = 3000
+    with ct.table(str(path), ct.maketabdesc(cols), nrow=n, endian="big", ack=False) as t:
+        t.putcol("TIME", np.repeat(np.arange(30.0), 100))
+        t.putcol("ANTENNA1", rng.integers(0, 9, n).astype(np.int32))
+        t.putcol("FLAG_ROW", rng.random(n) < 0.5)
+        t.putcol("UVW", rng.random((n, 3)))
+        t.putcol("DATA", (rng.random((n, 8, 2)) + 1j * rng.random((n, 8, 2))).astype(np.complex64))
+        t.putcol("FLAG", rng.random((n, 8, 2)) < 0.5)
+        t.putcol("WEIGHT", rng.random((n, 2)).astype(np.float32))
+    assert Path(path, "table.f0").read_bytes()[4:8] == b"\x00\x00\x00\x45"  # big-endian header
+    build(str(path))
+    for parts in (1, 4):
+        assert_equal_to_casacore(str(path), read(plan(str(path), parts)))

@@ -34,6 +34,12 @@ nearest to equal row counts, ``timeslots`` at equal slot counts. A slice reads i
 (about ``BATCH_ROWS`` rows, fewer when rows are wide), each batch one ranged read per run of adjacent bytes per
 file -- tile rows of tiled columns, the columns' parts of StandardStMan buckets -- and one record batch.
 A tile or bucket shared by two batches is read by both.
+
+**Speed** (``benchmarks/ms_decode.py``, 2-core VM, one process, 100k rows x 64 channels x 4 correlations,
+222 MB, warm cache): all columns to Arrow 53 M visibilities/s vs 87 M/s for casacore ``getcol`` into numpy
+(0.6x: the rest of the time is splitting complex into real/imag lists and the Arrow arrays); DATA alone 136 M/s
+vs 186 M/s. The index build reads the StandardStMan file (28 MB here: TIME's parts of its buckets, read in
+runs because they are close), never a tile, in 0.6 s; the index is 35 kB (0.016% of the MeasurementSet).
 """
 
 from __future__ import annotations
