@@ -54,7 +54,8 @@ def main() -> None:
         folder = Path(args.folder) / f"n{n}"
         make_objects(folder, n)
         ds, t_open = timed(lambda f=folder: open_dataset({"format": "text"}, paths=[str(f)]))
-        parts, t_plan = timed(lambda d=ds: d.plan(partitions=max(1, n // 10)))
+        k = max(1, n // 10)
+        parts, t_plan = timed(lambda d=ds, k=k: d.plan(partitions=k))
         _, t_schema = timed(lambda f=folder: open_dataset({"format": "text"}, paths=[str(f)], first_only=True).schema)
         rows.append((f"{n:,} objects", t_schema, t_open, t_plan, sum(len(p) for p in parts)))
     # one object, many slices: the index of a 100 MB text file with a point every 1,000 bytes (100,000 points)
