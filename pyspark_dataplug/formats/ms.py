@@ -220,13 +220,19 @@ class MeasurementSet(Format):
                storage_options: StorageOptions) -> list[Slice | None]:
         meta = index.attrs["ms"]
         src = index.source
-        mine = [c for c in meta["columns"] if c["status"] != "empty"]
-        if [c["name"] for c in mine] != [c["name"] for c in self._columns()] or any(
-                (a["value_type"], a["shape"]) != (b["value_type"], b["shape"])
-                for a, b in zip(mine, self._columns(), strict=True)):
-            raise OptionError(f"{src.uri}: its MAIN table's columns differ from the first MeasurementSet's, so they "
-                              "cannot share one schema; read such MeasurementSets separately")
-        plan = _Planner(index, self.needed(), storage_options)
+        # MeasurementSets of one read need to agree on the columns it returns only (one has CORRECTED_DATA,
+        # another not: fine when the read selects neither)
+        mine = {c["name"]: c for c in meta["columns"] if c["status"] != "empty"}
+        first = {c["name"]: c for c in self._columns()}
+        needed = self.needed()
+        differ = [n for n in needed if n not in mine or (mine[n]["value_type"], mine[n]["shape"])
+                  != (first[n]["value_type"], first[n]["shape"])]
+        if differ:
+            raise OptionError(f"{src.uri}: its MAIN table's column(s) {', '.join(differ)} differ from the first "
+                              "MeasurementSet's (missing, or another type or cell shape), so they cannot share one "
+                              "schema; leave them out with the columns option, or read such MeasurementSets "
+                              "separately")
+        plan = _Planner(index, needed, storage_options)
         starts = plan.slot_row
         nslots = len(starts) - 1
         if strategy == "timeslots":
