@@ -118,11 +118,9 @@ def line_start_after(buf: np.ndarray, p: int, d: Dialect | None) -> int | None:
 
     Needs no byte before ``p``, so two tasks that see the bytes from ``p`` on agree on the cut.
     """
-    sub = buf[p:]
-    nl = np.flatnonzero(sub == NL)
-    if d is not None and d.crlf:
-        nl = nl[(nl > 0) & (sub[np.maximum(nl - 1, 0)] == CR)]
-    return p + int(nl[0]) + 1 if len(nl) else None
+    from ._lines import first_line_start
+
+    return first_line_start(buf, p, crlf=d is not None and bool(d.crlf))
 
 
 def unescaped_quotes(buf: np.ndarray, d: Dialect) -> np.ndarray:
