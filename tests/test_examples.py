@@ -131,3 +131,22 @@ def test_cog_ndvi_over_tiles(spark, tmp_path):
         t = px[:, r["tile_row"] * 256:(r["tile_row"] + 1) * 256, r["tile_col"] * 256:(r["tile_col"] + 1) * 256]
         want = ((t[2] - t[0]) / (t[2] + t[0])).mean()
         assert r["pixels"] == t[0].size and abs(r["ndvi"] - want) < 1e-12
+
+
+def test_ms_baselines_example(spark, tmp_path):
+    import casacore.tables as ct
+    import numpy as np
+
+    example = _load("ms_baselines_spark")
+    uri = example.sample(tmp_path / "obs.ms", antennas=6, slots=8)
+    rows = example.run(spark, uri)
+    with ct.table(uri, ack=False) as t:
+        a1, a2, data, flag = (t.getcol(c) for c in ("ANTENNA1", "ANTENNA2", "DATA", "FLAG"))
+    pairs = sorted(set(zip(a1.tolist(), a2.tolist(), strict=True)))
+    assert [(r["a1"], r["a2"]) for r in rows] == pairs and len(pairs) == 15
+    amp = np.abs(data.astype(np.complex128))
+    for r in rows:
+        sel = (a1 == r["a1"]) & (a2 == r["a2"])
+        good = ~flag[sel]
+        assert abs(r["mean_amp"] - amp[sel][good].mean()) < 1e-6
+        assert abs(r["unflagged"] - good.mean()) < 1e-12

@@ -620,7 +620,10 @@ class LineFormat(ChunkedBuild):
     def record_slice(self, index: Index, a: int, b: int, storage_options: StorageOptions) -> Slice:
         """The slice of records ``[a, b)``: from the edge of the point before ``a`` to the point after ``b``."""
         points = index.tables["points"]
-        col = {name: points.column(name).to_numpy() for name in ("chunk", "offset", "records_before")}
+        if "lines.columns" not in index.memo:
+            index.memo["lines.columns"] = {name: points.column(name).to_numpy()
+                                           for name in ("chunk", "offset", "records_before", "fp", "fp_len")}
+        col = index.memo["lines.columns"]
         n = col["records_before"]
         src = index.source
         size = self.weight(index)
@@ -629,8 +632,8 @@ class LineFormat(ChunkedBuild):
         edge, start = int(col["chunk"][i]), int(col["offset"][i])
         end = int(col["offset"][j]) if j < len(n) else size
         total = (int(n[j]) if j < len(n) else index.records) - int(n[i])
-        fp = points.column("fp").to_numpy()[i:j]
-        fp_len = points.column("fp_len").to_numpy()[i:j]
+        fp = col["fp"][i:j]
+        fp_len = col["fp_len"][i:j]
         fps = [[int(e), int(ln), int(f)] for e, ln, f in zip(col["chunk"][i:j], fp_len, fp, strict=True)
                if e + ln <= end]
         context: dict[str, Any] = {"edge": edge, "start": start, "end": end, "skip": a - int(n[i]),
