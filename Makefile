@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python benchmarks/vcf_decode.py --dir bench-data
 	$(BIN)/python benchmarks/las_decode.py --dir bench-data
 	$(BIN)/python benchmarks/cog_decode.py --dir bench-data
+	$(BIN)/python benchmarks/ms_decode.py --dir bench-data
+	$(BIN)/python benchmarks/planning.py
 
 bench-quick: setup
 	$(BIN)/python benchmarks/run.py --quick
