@@ -27,6 +27,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "las": ("pyspark_dataplug.formats.las:LAS", "las"),
     "laz": ("pyspark_dataplug.formats.las:LAZ", "las"),
     "copc": ("pyspark_dataplug.formats.copc:COPC", "las"),
+    "imzml": ("pyspark_dataplug.formats.imzml:ImzML", "imzml"),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first); the longest match wins
@@ -39,6 +40,7 @@ EXTENSIONS: dict[str, str] = {
     ".vcf": "vcf",
     ".tif": "cog", ".tiff": "cog",
     ".las": "las", ".laz": "laz", ".copc.laz": "copc",
+    ".imzml": "imzml",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
