@@ -386,17 +386,23 @@ def check_layout(uri: str, doc: Mapping[str, Any], ibd: str, ibd_size: int, ibd_
                                       f"{declared} (IMS:1000080): the .ibd belongs to another imzML, or was "
                                       "rewritten without its XML")
     cols = doc["columns"]
+    outside = []  # (first spectrum whose array lies outside the .ibd, role)
+    for role in ("mz", "intensity"):
+        off, enc, n = cols[f"{role}_offset"], cols[f"{role}_encoded_length"], cols[f"{role}_length"]
+        bad = np.flatnonzero((off + enc > ibd_size) | ((off < UUID_BYTES) & (enc > 0)) | (n < 0) | (enc < 0))
+        if len(bad):
+            outside.append((int(bad[0]), role))
+    if outside:
+        i, role = min(outside)
+        off, enc = int(cols[f"{role}_offset"][i]), int(cols[f"{role}_encoded_length"][i])
+        where = "overlaps the .ibd's 16-byte UUID" if off < UUID_BYTES else f"ends past the end of {ibd} " \
+            f"({ibd_size} bytes): the .ibd is truncated, or not this file's"
+        raise FormatError(uri, None, f"spectrum {i}'s {'m/z' if role == 'mz' else role} array at offset {off} "
+                                     f"({enc} bytes) {where}")
     for role in ("mz", "intensity"):
         off, enc, n = cols[f"{role}_offset"], cols[f"{role}_encoded_length"], cols[f"{role}_length"]
         info = doc["arrays"][role]
         label = "m/z" if role == "mz" else role
-        bad = np.flatnonzero((off + enc > ibd_size) | ((off < UUID_BYTES) & (enc > 0)) | (n < 0) | (enc < 0))
-        if len(bad):
-            i = int(bad[0])
-            where = "overlaps the .ibd's 16-byte UUID" if off[i] < UUID_BYTES else f"ends past the end of {ibd} " \
-                f"({ibd_size} bytes): the .ibd is truncated, or not this file's"
-            raise FormatError(uri, None, f"spectrum {i}'s {label} array at offset {int(off[i])} ({int(enc[i])} bytes) "
-                                         f"{where}")
         if info["compression"] == "none":
             size = np.dtype(info["dtype"]).itemsize
             bad = np.flatnonzero(enc != n * size)
@@ -792,17 +798,19 @@ class ImzML(Format):
                 k = stop - start
                 offsets = np.arange(k + 1, dtype=np.int64) * len(shared)
                 cols["mz"] = _list_array(offsets, np.tile(shared, k))
+            # spectrum by spectrum, m/z then intensity: the order in which planning checked that ranges stream
+            offsets = {r: np.concatenate(([0], np.cumsum(segs[r][3, start:stop]))) for r in roles}
+            values = {r: np.empty(int(offsets[r][-1]), dtype=out_type[r]) for r in roles}
+            parts = [(r, segs[r][:, start:stop].T.tolist(), offsets[r], values[r]) for r in roles]
+            for j in range(stop - start):
+                for role, seg, offs, vals in parts:
+                    r, rel, enc, length = seg[j]
+                    if length or enc:
+                        vals[offs[j]: offs[j + 1]] = _values(
+                            take(r, rel, enc) if enc else b"", arrays[role], length, ibd, None,
+                            f"spectrum {int(meta[0, start + j])} of {uri}: its {'m/z' if role == 'mz' else role} array")
             for role in roles:
-                seg = segs[role]
-                lengths = seg[3, start:stop]
-                offsets = np.concatenate(([0], np.cumsum(lengths)))
-                values = np.empty(int(offsets[-1]), dtype=out_type[role])
-                for j, i in enumerate(range(start, stop)):
-                    r, rel, enc, length = (int(v) for v in seg[:, i])
-                    what = f"spectrum {int(meta[0, i])} of {uri}: its {'m/z' if role == 'mz' else role} array"
-                    values[offsets[j]: offsets[j + 1]] = _values(take(r, rel, enc) if enc else b"", arrays[role],
-                                                                 length, ibd, None, what)
-                cols[role] = _list_array(offsets, values)
+                cols[role] = _list_array(offsets[role], values[role])
             yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
             start = stop
 
@@ -878,6 +886,9 @@ class _Takes:
         if r not in self.iters:
             self.iters[r], self.held[r], self.ends[r] = iter(self.data.pieces(r)), deque(), 0
         held = self.held[r]
+        if held and rel < held[0][0]:
+            raise FormatError(self.data.slice.ranges[r].uri, self.data.slice.ranges[r].start + rel,
+                              "internal: an array was asked for after the bytes past it were dropped")
         while held and held[0][0] + len(held[0][1]) <= rel:
             held.popleft()
         while self.ends[r] < rel + n:
