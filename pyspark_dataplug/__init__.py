@@ -39,6 +39,7 @@ __all__ = [
     "StorageError",
     "__version__",
     "build_index",
+    "imzml_mz_axis",
     "register",
 ]
 
@@ -88,4 +89,8 @@ def __getattr__(name: str) -> Any:
         from .cloudobject import CloudObject
 
         return CloudObject
+    if name == "imzml_mz_axis":  # the shared m/z axis of a continuous imzML (its rows can leave it out)
+        from .formats.imzml import imzml_mz_axis
+
+        return imzml_mz_axis
     raise AttributeError(f"module 'pyspark_dataplug' has no attribute {name!r}")

@@ -28,6 +28,7 @@ REGISTRY: dict[str, tuple[str, str | None]] = {
     "laz": ("pyspark_dataplug.formats.las:LAZ", "las"),
     "copc": ("pyspark_dataplug.formats.copc:COPC", "las"),
     "ms": ("pyspark_dataplug.formats.ms:MeasurementSet", "ms"),
+    "imzml": ("pyspark_dataplug.formats.imzml:ImzML", "imzml"),
 }
 
 #: File-name endings that name a format (compression suffixes are stripped first); the longest match wins
@@ -41,6 +42,7 @@ EXTENSIONS: dict[str, str] = {
     ".tif": "cog", ".tiff": "cog",
     ".las": "las", ".laz": "laz", ".copc.laz": "copc",
     ".ms": "ms",
+    ".imzml": "imzml",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bgz", ".bgzf", ".gzip")
 
