@@ -208,6 +208,10 @@ def test_one_spectrum(tmp_path: Path) -> None:
     build(path)
     want[0].update(mz=np.zeros(0), intensity=np.zeros(0, np.float32))
     assert_rows(rows(slices(path, 1)), want)
+    for column in ("intensity", "mz"):  # one array per spectrum: copied in runs
+        got = pa.concat_tables([s.get() for s in slices(path, 1, columns=f"index,{column}")])
+        assert [len(v) for v in got.column(column).to_pylist()] == [0, 1]
+        assert got.column(column).to_pylist()[1] == [float(want[1][column][0])]
 
 
 def test_z_is_kept_and_boxes_may_be_3d(tmp_path: Path) -> None:
@@ -430,10 +434,12 @@ def test_streams_in_small_pieces_and_small_batches(big: tuple[Path, list[dict[st
 
     path, want = big
     monkeypatch.setattr(imzml, "BATCH_BYTES", 50_000)
-    s = slices(path, 1, partSize="5000", bbox="1,1,100,10")[0]
-    batches = list(s.batches())
-    assert len(batches) > 10 and s.context["stream"]
-    assert_rows(pa.Table.from_batches(batches).to_pylist(), in_box(want, (1, 1, 100, 10)))
+    monkeypatch.setattr(imzml, "RUN_BYTES", 3_000)  # runs of back-to-back arrays cut every few spectra
+    for options in ({}, {"mzColumn": "false"}):
+        s = slices(path, 1, partSize="5000", bbox="1,1,100,10", **options)[0]
+        batches = list(s.batches())
+        assert len(batches) > 10 and s.context["stream"]
+        assert_rows(pa.Table.from_batches(batches).to_pylist(), in_box(want, (1, 1, 100, 10)))
 
 
 # -- index build and bad files ---------------------------------------------------------------------------------
