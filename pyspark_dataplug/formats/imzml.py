@@ -61,6 +61,12 @@ slice still knows its exact row count. Comparisons on ``x``, ``y`` and ``z`` tha
 (``spark.sql.python.filterPushdown.enabled``) prune the same way; Spark applies them to the rows anyway.
 
 **Without an index** (``missingIndex=scan``) a slice reads the whole XML and streams the whole ``.ibd``.
+
+**Speed** (``benchmarks/imzml_decode.py``, 2-core shared VM, one process, 20,000 continuous uncompressed spectra of
+2,000 points): slices decode 185k spectra/s with ``mzColumn=false`` and 144k with the repeated ``mz`` column,
+against 99k for a pyimzML ``getspectrum`` loop (which builds no Arrow): back-to-back arrays are copied in runs of
+up to 4 MiB, not one by one (zlib and processed files go spectrum by spectrum). The index build is bound by the XML
+parse, at pyimzML's pace: 5-10k spectra/s per task (expat calls Python for each of ~25 elements per spectrum).
 """
 
 from __future__ import annotations
