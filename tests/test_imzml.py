@@ -208,6 +208,10 @@ def test_one_spectrum(tmp_path: Path) -> None:
     build(path)
     want[0].update(mz=np.zeros(0), intensity=np.zeros(0, np.float32))
     assert_rows(rows(slices(path, 1)), want)
+    for column in ("intensity", "mz"):  # one array per spectrum: copied in runs
+        got = pa.concat_tables([s.get() for s in slices(path, 1, columns=f"index,{column}")])
+        assert [len(v) for v in got.column(column).to_pylist()] == [0, 1]
+        assert got.column(column).to_pylist()[1] == [float(want[1][column][0])]
 
 
 def test_z_is_kept_and_boxes_may_be_3d(tmp_path: Path) -> None:
@@ -430,10 +434,12 @@ def test_streams_in_small_pieces_and_small_batches(big: tuple[Path, list[dict[st
 
     path, want = big
     monkeypatch.setattr(imzml, "BATCH_BYTES", 50_000)
-    s = slices(path, 1, partSize="5000", bbox="1,1,100,10")[0]
-    batches = list(s.batches())
-    assert len(batches) > 10 and s.context["stream"]
-    assert_rows(pa.Table.from_batches(batches).to_pylist(), in_box(want, (1, 1, 100, 10)))
+    monkeypatch.setattr(imzml, "RUN_BYTES", 3_000)  # runs of back-to-back arrays cut every few spectra
+    for options in ({}, {"mzColumn": "false"}):
+        s = slices(path, 1, partSize="5000", bbox="1,1,100,10", **options)[0]
+        batches = list(s.batches())
+        assert len(batches) > 10 and s.context["stream"]
+        assert_rows(pa.Table.from_batches(batches).to_pylist(), in_box(want, (1, 1, 100, 10)))
 
 
 # -- index build and bad files ---------------------------------------------------------------------------------
@@ -596,3 +602,24 @@ def test_decode_checks_zlib_data(tmp_path: Path) -> None:
     assert _values(good, info, 4, "x.ibd", 0, "it").tolist() == [0, 1, 2, 3]
     with pytest.raises(FormatError, match="not valid zlib"):
         _values(good[:-3] + b"xyz", info, 4, "x.ibd", 0, "spectrum 1")
+
+
+def test_on_s3_the_ibd_is_found_versioned_and_checked(tmp_path: Path, s3_store: Any) -> None:
+    """The same reads through S3 (moto's server): the .IBD beside the .imzML, every .ibd range If-Match'ed."""
+    local = tmp_path / "s3.imzML"
+    want = write(local, grid_spectra(9, 6, seed=4, processed=True), "processed", int_zlib=True)
+    uri = s3_store.put("run/s3.imzML", local.read_bytes())
+    ibd = s3_store.put("run/s3.IBD", local.with_suffix(".ibd").read_bytes())
+    opts = dict(s3_store.options)
+    assert [o.uri for o in open_dataset({"path": s3_store.root + "/run/", "missingIndex": "scan", **opts}).objects] \
+        == [uri]  # the .IBD is never an object of its own
+    build(uri, **opts)
+    got = slices(uri, 3, "tiles", tileSize="4", **opts)
+    assert all(r.uri == ibd and r.etag for s in got for r in s.ranges)
+    assert_rows(rows(got), want)
+    assert_rows(rows(slices(uri, 2, missingIndex="scan", indexLocation=str(tmp_path / "none"), **opts)), want)
+    data = bytearray(local.with_suffix(".ibd").read_bytes())
+    data[-1] ^= 1
+    s3_store.put("run/s3.IBD", bytes(data))
+    with pytest.raises(StaleIndexError):
+        rows(got)

@@ -61,6 +61,12 @@ slice still knows its exact row count. Comparisons on ``x``, ``y`` and ``z`` tha
 (``spark.sql.python.filterPushdown.enabled``) prune the same way; Spark applies them to the rows anyway.
 
 **Without an index** (``missingIndex=scan``) a slice reads the whole XML and streams the whole ``.ibd``.
+
+**Speed** (``benchmarks/imzml_decode.py``, 2-core shared VM, one process, 20,000 continuous uncompressed spectra of
+2,000 points): slices decode 185k spectra/s with ``mzColumn=false`` and 144k with the repeated ``mz`` column,
+against 99k for a pyimzML ``getspectrum`` loop (which builds no Arrow): back-to-back arrays are copied in runs of
+up to 4 MiB, not one by one (zlib and processed files go spectrum by spectrum). The index build is bound by the XML
+parse, at pyimzML's pace: 5-10k spectra/s per task (expat calls Python for each of ~25 elements per spectrum).
 """
 
 from __future__ import annotations
@@ -93,6 +99,8 @@ if TYPE_CHECKING:
 READ_BYTES = 4 << 20
 #: decoded bytes per record batch: a task holds about one batch plus a few pieces of its ranges
 BATCH_BYTES = 32 << 20
+#: most bytes of back-to-back uncompressed arrays copied at once (a run straddling pieces is joined first)
+RUN_BYTES = 4 << 20
 #: size of the UUID that starts every .ibd
 UUID_BYTES = 16
 
@@ -801,6 +809,14 @@ class ImzML(Format):
             # spectrum by spectrum, m/z then intensity: the order in which planning checked that ranges stream
             offsets = {r: np.concatenate(([0], np.cumsum(segs[r][3, start:stop]))) for r in roles}
             values = {r: np.empty(int(offsets[r][-1]), dtype=out_type[r]) for r in roles}
+            if len(roles) == 1 and arrays[roles[0]]["compression"] == "none":
+                role = roles[0]  # one uncompressed array per spectrum: runs of them back to back, one copy each
+                _copy_runs(uri, ibd, role, segs[role][:, start:stop], meta[0, start:stop], arrays[role],
+                           values[role], take)
+                cols[role] = _list_array(offsets[role], values[role])
+                yield pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
+                start = stop
+                continue
             parts = [(r, segs[r][:, start:stop].T.tolist(), offsets[r], values[r]) for r in roles]
             for j in range(stop - start):
                 for role, seg, offs, vals in parts:
@@ -843,6 +859,36 @@ def _values(raw: bytes | memoryview, info: Mapping[str, str], length: int, ibd: 
         raise FormatError(ibd, at, f"{what} decodes to {len(raw)} bytes where its index promises {length} values of "
                                    f"{dt.itemsize} bytes: the .ibd changed or is corrupt")
     return np.frombuffer(raw, dtype=dt)
+
+
+def _copy_runs(uri: str, ibd: str, role: str, seg: np.ndarray, index: np.ndarray, info: Mapping[str, str],
+               out: np.ndarray, take: Callable[[int, int, int], Any]) -> None:
+    """Uncompressed arrays of consecutive spectra into ``out``: each run of arrays that follow one another in a
+    range (the usual layout) is one take and one copy of up to :data:`RUN_BYTES`, not one per spectrum."""
+    r, rel, enc, length = seg
+    dt = np.dtype(info["dtype"]).newbyteorder("<")
+    bad = np.flatnonzero(enc != length * dt.itemsize)
+    if len(bad):  # checked at build too: only a damaged index gets here
+        i = int(bad[0])
+        raise FormatError(ibd, None, f"spectrum {int(index[i])} of {uri}: its {role} array has {int(enc[i])} bytes "
+                                     f"where its index promises {int(length[i])} values of {dt.itemsize} bytes; "
+                                     "rebuild the index")
+    real = np.flatnonzero(enc > 0)  # empty arrays have no bytes to copy
+    if not len(real):
+        return
+    r, rel, enc = r[real], rel[real], enc[real]
+    at = np.concatenate(([0], np.cumsum(length)))[real]  # where each one's values go in out
+    before = np.concatenate(([0], np.cumsum(enc)[:-1]))
+    new = np.concatenate(([True], (r[1:] != r[:-1]) | (rel[1:] != rel[:-1] + enc[:-1])))
+    first = np.flatnonzero(new)
+    chunk = (before - before[first][np.cumsum(new) - 1]) // RUN_BYTES
+    new[1:] |= chunk[1:] != chunk[:-1]
+    starts = np.flatnonzero(new).tolist()
+    for a, b in zip(starts, [*starts[1:], len(real)], strict=True):
+        nbytes = int(before[b - 1] + enc[b - 1] - before[a])
+        raw = take(int(r[a]), int(rel[a]), nbytes)
+        o = int(at[a])
+        out[o: o + nbytes // dt.itemsize] = np.frombuffer(raw, dtype=dt)
 
 
 def _list_array(offsets: np.ndarray, values: np.ndarray) -> pa.Array:
