@@ -36,6 +36,7 @@ bench: setup
 	$(BIN)/python benchmarks/las_decode.py --dir bench-data
 	$(BIN)/python benchmarks/cog_decode.py --dir bench-data
 	$(BIN)/python benchmarks/ms_decode.py --dir bench-data
+	$(BIN)/python benchmarks/imzml_decode.py --dir bench-data
 	$(BIN)/python benchmarks/planning.py
 
 bench-quick: setup

@@ -150,3 +150,21 @@ def test_ms_baselines_example(spark, tmp_path):
         good = ~flag[sel]
         assert abs(r["mean_amp"] - amp[sel][good].mean()) < 1e-6
         assert abs(r["unflagged"] - good.mean()) < 1e-12
+
+
+def test_imzml_ion_image_example(spark, tmp_path):
+    import numpy as np
+    from pyimzml.ImzMLParser import ImzMLParser
+
+    example = _load("imzml_ion_image_spark")
+    uri = example.sample(tmp_path / "image.imzML", width=12, height=8, points=120)
+    rows = example.run(spark, uri, 415.0, 435.0)
+    p = ImzMLParser(uri)
+    want = {}
+    for i, (x, y, _z) in enumerate(p.coordinates):
+        mz, inten = p.getspectrum(i)
+        want[(x, y)] = float(np.asarray(inten, np.float64)[(mz >= 415.0) & (mz <= 435.0)].sum())
+    assert [(r["x"], r["y"]) for r in rows] == sorted(want, key=lambda k: (k[1], k[0]))
+    for r in rows:
+        assert abs(r["ion"] - want[(r["x"], r["y"])]) < 1e-6 * max(1.0, want[(r["x"], r["y"])])
+    assert rows[-1]["ion"] > rows[0]["ion"]  # the peak grows to the right
