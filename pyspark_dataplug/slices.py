@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import FormatError
 from .storage import StorageOptions, get_storage
 
 if TYPE_CHECKING:
@@ -179,3 +180,56 @@ class RangeReader:
                 if nxt is not None:
                     pending.append(pool.submit(st.read, r.uri, nxt, min(r.end, nxt + size), self._etag(r)))
                 yield data
+
+
+class RangeTaker:
+    """A slice's ranges as its decoder takes parts of them (COG tiles, imzML arrays): streamed, pieces dropped
+    once passed.
+
+    ``stream`` (decided at planning) promises that, range by range, parts are asked for in increasing offsets;
+    then a range is read once, front to back, holding about one piece, and a part inside one piece is a
+    zero-copy view of it. Otherwise (parts sharing bytes, odd layouts) each range is read whole. ``what``
+    names a part in errors.
+    """
+
+    def __init__(self, data: RangeReader, stream: bool, what: str = "a part") -> None:
+        self.data, self.stream, self.what = data, stream, what
+        self.iters: dict[int, Iterator[bytes | memoryview]] = {}
+        self.held: dict[int, deque[tuple[int, memoryview]]] = {}  # (offset in the range, piece)
+        self.ends: dict[int, int] = {}
+        self.whole: dict[int, bytes] = {}
+
+    def take(self, r: int, rel: int, n: int) -> bytes | memoryview:
+        if not self.stream:
+            if r not in self.whole:
+                self.whole[r] = self.data.read(r)
+            return memoryview(self.whole[r])[rel: rel + n]
+        if r not in self.iters:
+            self.iters[r], self.held[r], self.ends[r] = iter(self.data.pieces(r)), deque(), 0
+        held = self.held[r]
+        if held and rel < held[0][0]:
+            raise FormatError(self.data.slice.ranges[r].uri, self.data.slice.ranges[r].start + rel,
+                              f"internal: {self.what} was asked for after the bytes past it were dropped")
+        while held and held[0][0] + len(held[0][1]) <= rel:
+            held.popleft()
+        while self.ends[r] < rel + n:
+            piece = next(self.iters[r], None)
+            if piece is None:
+                raise FormatError(self.data.slice.ranges[r].uri, self.data.slice.ranges[r].start + rel,
+                                  f"the range ended before the {n} bytes of {self.what}")
+            held.append((self.ends[r], memoryview(piece)))
+            self.ends[r] += len(piece)
+        at, first = held[0]
+        if rel >= at and rel + n <= at + len(first):
+            return first[rel - at: rel - at + n]
+        return b"".join(piece[max(rel, at) - at: min(rel + n, at + len(piece)) - at] for at, piece in held
+                        if max(rel, at) < min(rel + n, at + len(piece)))
+
+    def close(self) -> None:
+        for it in self.iters.values():
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        self.iters.clear()
+        self.held.clear()
+        self.whole.clear()

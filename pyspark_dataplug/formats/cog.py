@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import base64
 import math
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,7 +54,7 @@ import numpy as np
 from ..cloudobject import by_strategy
 from ..errors import FormatError, IndexFormatError, OptionError
 from ..options import Opt
-from ..slices import ByteRange, Slice
+from ..slices import ByteRange, RangeTaker, Slice
 from ..storage import get_storage
 from ._base import Format
 from ._spatial import Box, box_from_filters, parse_bbox
@@ -416,7 +415,7 @@ class COG(Format):
 
             yield from self._decode(slice_, ctx, take)
             return
-        streams = _Streams(data, bool(ctx.get("stream", True)))
+        streams = RangeTaker(data, bool(ctx.get("stream", True)), "a tile")
         try:
             yield from self._decode(slice_, ctx, streams.take)
         finally:
@@ -553,60 +552,6 @@ def _source(slice_: Slice, size: int) -> ObjectInfo:
     from ..storage import ObjectInfo
 
     return ObjectInfo(slice_.uri, size, slice_.etag)
-
-
-class _Streams:
-    """A slice's ranges as its tiles need them: each range streamed in pieces, pieces dropped once passed.
-
-    Tiles of a range come in increasing offsets (checked at planning), so a range is read once, front to
-    back, holding about one piece; a tile inside one piece is a zero-copy view of it. Otherwise (tiles
-    sharing bytes, odd layouts) each range is read whole.
-    """
-
-    def __init__(self, data: RangeReader, stream: bool) -> None:
-        self.data, self.stream = data, stream
-        self.iters: dict[int, Iterator[bytes | memoryview]] = {}
-        self.held: dict[int, deque[tuple[int, memoryview]]] = {}  # (offset in the range, piece)
-        self.ends: dict[int, int] = {}
-        self.whole: dict[int, bytes] = {}
-
-    def take(self, r: int, rel: int, n: int) -> bytes | memoryview:
-        if not self.stream:
-            if r not in self.whole:
-                self.whole[r] = self.data.read(r)
-            return memoryview(self.whole[r])[rel: rel + n]
-        if r not in self.iters:
-            self.iters[r] = iter(self.data.pieces(r))
-            self.held[r] = deque()
-            self.ends[r] = 0
-        held = self.held[r]
-        while held and held[0][0] + len(held[0][1]) <= rel:
-            held.popleft()
-        while self.ends[r] < rel + n:
-            piece = next(self.iters[r], None)
-            if piece is None:
-                raise FormatError(self.data.slice.uri, self.data.slice.ranges[r].start + rel,
-                                  f"the range ended before the {n} bytes of its tile")
-            held.append((self.ends[r], memoryview(piece)))
-            self.ends[r] += len(piece)
-        at, first = held[0]
-        if rel + n <= at + len(first):
-            return first[rel - at: rel - at + n]
-        parts = []
-        for at, piece in held:  # the tile straddles pieces: join just its bytes
-            lo, hi = max(rel, at), min(rel + n, at + len(piece))
-            if lo < hi:
-                parts.append(piece[lo - at: hi - at])
-        return b"".join(parts)
-
-    def close(self) -> None:
-        for it in self.iters.values():
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-        self.iters.clear()
-        self.held.clear()
-        self.whole.clear()
 
 
 partition_tiles_batches = by_strategy("tiles")

@@ -74,7 +74,6 @@ from __future__ import annotations
 import base64
 import zlib
 from array import array
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -83,7 +82,7 @@ import numpy as np
 from ..cloudobject import by_strategy
 from ..errors import FormatError, IndexFormatError, OptionError
 from ..options import Opt
-from ..slices import ByteRange, Slice
+from ..slices import ByteRange, RangeTaker, Slice
 from ..storage import get_storage
 from ._base import Format
 from ._spatial import Box, box_from_filters, parse_bbox
@@ -736,7 +735,7 @@ class ImzML(Format):
         if ctx.get("scan"):
             yield from self._decode_scan(slice_, data)
             return
-        takes = _Takes(data, bool(ctx.get("stream", True)))
+        takes = RangeTaker(data, bool(ctx.get("stream", True)), "an array")
         try:
             yield from self._decode(slice_.uri, ctx, takes.take)
         finally:
@@ -749,7 +748,7 @@ class ImzML(Format):
         if OUTPUT_TYPES[doc["arrays"]["intensity"]["dtype"]] != self.params.get("intensity_type"):
             raise OptionError(f"{uri}: its intensities are {OUTPUT_TYPES[doc['arrays']['intensity']['dtype']]}, "
                               f"the first object's {self.params.get('intensity_type')}; read such objects separately")
-        takes = _Takes(data, True)
+        takes = RangeTaker(data, True, "an array")
         try:
             shared = check_layout(uri, doc, ibd.uri, ibd.size, bytes(takes.take(1, 0, min(ibd.size, UUID_BYTES))))
             cols = doc["columns"]
@@ -907,57 +906,6 @@ def _pack(values: np.ndarray) -> str:
 
 def _unpack(text: str, dtype: Any) -> np.ndarray:
     return np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype=np.dtype(dtype).newbyteorder("<"))
-
-
-class _Takes:
-    """A slice's ranges as its spectra need them: streamed in pieces, each piece dropped once passed.
-
-    ``stream`` (decided at planning) promises that, range by range, arrays are asked for in increasing offsets;
-    then a range is read once, front to back, holding about one piece, and an array inside one piece is a
-    zero-copy view of it. Otherwise each range is read whole.
-    """
-
-    def __init__(self, data: RangeReader, stream: bool) -> None:
-        self.data, self.stream = data, stream
-        self.iters: dict[int, Iterator[bytes | memoryview]] = {}
-        self.held: dict[int, deque[tuple[int, memoryview]]] = {}  # (offset in the range, piece)
-        self.ends: dict[int, int] = {}
-        self.whole: dict[int, bytes] = {}
-
-    def take(self, r: int, rel: int, n: int) -> bytes | memoryview:
-        if not self.stream:
-            if r not in self.whole:
-                self.whole[r] = self.data.read(r)
-            return memoryview(self.whole[r])[rel: rel + n]
-        if r not in self.iters:
-            self.iters[r], self.held[r], self.ends[r] = iter(self.data.pieces(r)), deque(), 0
-        held = self.held[r]
-        if held and rel < held[0][0]:
-            raise FormatError(self.data.slice.ranges[r].uri, self.data.slice.ranges[r].start + rel,
-                              "internal: an array was asked for after the bytes past it were dropped")
-        while held and held[0][0] + len(held[0][1]) <= rel:
-            held.popleft()
-        while self.ends[r] < rel + n:
-            piece = next(self.iters[r], None)
-            if piece is None:
-                raise FormatError(self.data.slice.ranges[r].uri, self.data.slice.ranges[r].start + rel,
-                                  f"the range ended before the {n} bytes of an array")
-            held.append((self.ends[r], memoryview(piece)))
-            self.ends[r] += len(piece)
-        at, first = held[0]
-        if rel >= at and rel + n <= at + len(first):
-            return first[rel - at: rel - at + n]
-        return b"".join(piece[max(rel, at) - at: min(rel + n, at + len(piece)) - at] for at, piece in held
-                        if max(rel, at) < min(rel + n, at + len(piece)))
-
-    def close(self) -> None:
-        for it in self.iters.values():
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-        self.iters.clear()
-        self.held.clear()
-        self.whole.clear()
 
 
 def imzml_mz_axis(path: str, **options: Any) -> np.ndarray:
