@@ -23,7 +23,7 @@ def test_gzip_spacing_out_of_range_is_an_option_error_with_the_range(local_store
         CloudObject("fastq", uri, {"gzipSpacing": spacing}).preprocess()
 
 
-def test_smallest_gzip_spacing_indexed_gzip_accepts_builds_and_reads(local_store):
+def test_smallest_gzip_spacing_builds_and_reads(local_store):
     data = make_fastq(400, seed=61)
     uri = local_store.put("min.fastq.gz", gzip.compress(data))
     co = CloudObject("fastq", uri, {"gzipSpacing": str(gz.MIN_SPACING)})
@@ -40,24 +40,45 @@ def test_index_spacing_out_of_range_states_the_range(local_store, spacing):
         CloudObject("fastq", uri, {"indexSpacing": spacing}).preprocess()
 
 
-def test_seek_points_checks_spacing_that_bypassed_option_parsing(local_store):
+def test_gzip_pass_checks_spacing_that_bypassed_option_parsing(local_store):
     uri = local_store.put("r.fastq.gz", gzip.compress(make_fastq(5, seed=63)))
     info = LocalStorage().info(uri)
     with pytest.raises(OptionError, match="r.fastq.gz: gzipSpacing 32768 is out of range"):
-        gz.seek_points(LocalStorage(), info, gz.WINDOW)
+        gz.GzipPass(LocalStorage(), info, gz.WINDOW)
 
 
-def test_indexed_gzip_errors_at_open_name_the_object(local_store, monkeypatch):
-    import indexed_gzip
-
-    def refuse(*args, **kwargs):
-        raise indexed_gzip.ZranError("zran_init returned error (file: n/a)")
-
-    monkeypatch.setattr(indexed_gzip, "IndexedGzipFile", refuse)
-    uri = local_store.put("r.fastq.gz", gzip.compress(make_fastq(5, seed=64)))
-    with pytest.raises(FormatError, match=r"r\.fastq\.gz at byte \d+: .*ZranError") as info:
-        gz.seek_points(LocalStorage(), LocalStorage().info(uri), 1 << 20)
+@pytest.mark.parametrize("damage", ["flip", "truncate", "crc"])
+def test_a_damaged_gzip_fails_its_build_naming_the_object(local_store, damage):
+    packed = bytearray(gzip.compress(make_fastq(3000, seed=64)))
+    if damage == "flip":
+        packed[len(packed) // 2] ^= 0x55
+    elif damage == "truncate":
+        packed = packed[: len(packed) * 2 // 3]
+    else:
+        packed[-6] ^= 1  # the member's CRC32
+    uri = local_store.put("r.fastq.gz", bytes(packed))
+    with pytest.raises(FormatError, match=r"r\.fastq\.gz at byte \d+: .*(corrupt or truncated gzip|FASTQ)") as info:
+        CloudObject("fastq", uri).preprocess()
     assert info.value.uri == uri
+
+
+def test_a_storage_error_during_the_gzip_pass_is_raised_as_itself(local_store):
+    import os
+    import random
+
+    from pyspark_dataplug.errors import StorageError
+
+    rnd = random.Random(7)
+    uri = local_store.put("r.txt.gz", gzip.compress(bytes(rnd.getrandbits(8) for _ in range(1 << 20)), 1))
+    info = LocalStorage().info(uri)
+    gp = gz.GzipPass(LocalStorage(), info, 1 << 16, piece=4096)
+    gp.raw.block = 4096  # small ranged reads, so the object is still being read when it disappears
+    with pytest.raises(StorageError, match="r.txt.gz"), gp:
+        pieces = gp.pieces()
+        next(pieces)
+        os.remove(uri)
+        for _ in pieces:
+            pass
 
 
 def test_a_build_naming_another_spacing_rebuilds_a_plain_build_reuses(local_store):

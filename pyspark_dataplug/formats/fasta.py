@@ -38,7 +38,7 @@ from ..errors import FormatError, ObjectNotFoundError, StaleIndexError
 from ..options import Opt
 from ..slices import ByteRange, Slice
 from ..storage import get_storage
-from ._lines import CR, GZIP_SLACK, LINE_OPTIONS, NL, ChunkedBuild
+from ._lines import CR, END_SLACK, LINE_OPTIONS, NL, ChunkedBuild
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -109,7 +109,7 @@ class FASTA(ChunkedBuild):
 
     # -- index build: what one chunk of lines reports -------------------------------------------------
     def _scan_chunks(self, data: np.ndarray, base: int, nominal: list[int], last: int,
-                     size: int) -> list[dict[str, Any]]:
+                     size: int, state: int | None = None) -> list[dict[str, Any]]:
         """One report for the whole task: headers, and runs of equal lines between them.
 
         A run is ``[lines, bases, width, clean, end]``: that many consecutive lines with the same bases and
@@ -472,7 +472,7 @@ def _span(index: Index, a: int, b: int, ranges: list[ByteRange]) -> dict[str, An
     k = int(np.searchsorted(su, a, side="right")) - 1
     j = int(np.searchsorted(su, b, side="left"))  # the first point at or after the span's end
     member = bool(seeks.column("member")[k].as_py())
-    c_end = src.size if j >= len(su) else min(src.size, int(sc[j]) + (0 if member else GZIP_SLACK))
+    c_end = src.size if j >= len(su) else min(src.size, int(sc[j]) + (0 if member else END_SLACK))
     bits = int(seeks.column("bits")[k].as_py())
     c = int(sc[k])
     ctx: dict[str, Any] = {"u": a, "end": b, "seek_u": int(su[k]), "c": c, "bits": bits, "member": member,
