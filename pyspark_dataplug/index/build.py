@@ -241,6 +241,7 @@ class BuildPlan:
 def plan_build(paths: str | list[str], format: str | None = None, **options: Any) -> BuildPlan:
     """Everything :func:`build_index` decides before its Spark job: parameters as there."""
     from ..formats import format_class
+    from ..formats._base import check_installed
     from ..plan import expand_objects, format_params, parse_read_options, storage_options
     from .store import IndexStore
 
@@ -252,5 +253,6 @@ def plan_build(paths: str | list[str], format: str | None = None, **options: Any
     storage = storage_options(opts)
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
+    check_installed(fmt, "build")
     store = IndexStore(opts.get("indexLocation"), storage)
     return BuildPlan(fmt, expand_objects(path_list, storage, cls), store, storage, requested_build_params(fmt, raw))
