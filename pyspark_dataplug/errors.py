@@ -41,5 +41,12 @@ class StaleIndexError(DataplugError):
     """The object changed (size or ETag) since its index was built; its rows could be wrong."""
 
 
+class MissingDependencyError(DataplugError, ImportError):
+    """An optional library a format needs is not installed; the message is the ``pip install`` that adds it.
+
+    Also an ImportError, so code that guards optional imports the usual way still catches it.
+    """
+
+
 class IndexFormatError(DataplugError):
     """An index exists but cannot be used (corrupt, or written by an incompatible version)."""

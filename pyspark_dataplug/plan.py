@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import IndexMissingError, ObjectNotFoundError, OptionError
 from .formats import REGISTRY, format_class, format_suffix, get_format, guess_format, name_format
+from .formats._base import check_installed
 from .index.store import Index, IndexStore, index_command
 from .options import COMMON_OPTIONS, parse_options, paths_from_options
 from .storage import (
@@ -264,6 +265,7 @@ def open_dataset(raw_options: Mapping[str, Any], defaults: Mapping[str, Any] | N
     if options.get("columns"):
         params["select"] = select_columns(get_format(name, params).arrow_schema(), options["columns"])
     fmt = get_format(name, params)
+    check_installed(fmt, "read")  # here, not in a task on an executor: one line instead of a failed job
     return Dataset(name, options, objects, indexes, fmt, storage, store, params)
 
 

@@ -1,4 +1,5 @@
-"""`dataplug inspect` shows the index, the seek points and the plan; errors exit 2 with the message."""
+"""`dataplug inspect` shows the index, the seek points and the plan; `index` shows progress and a table; `read`
+previews rows; errors exit 2 with the message. (tests/test_cli_display.py: the same without Spark.)"""
 
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def test_read_without_an_index_fails_in_one_line_before_spark_starts(local_store
 
     monkeypatch.setattr(cli, "_spark", no_spark)
     uri = local_store.put("noindex.fastq", make_fastq(10, seed=56))
-    assert main(["read", uri, "--master", "local[1]"]) == 2
+    assert main(["read", uri, "--master", "local[1]", "--count"]) == 2  # --count reads every slice
     err = capsys.readouterr().err
     assert err.startswith("dataplug: no fastq index for") and err.count("\n") == 1
     assert f"dataplug index --format fastq {uri}" in err
@@ -114,11 +115,40 @@ def test_index_command_builds_a_folder_and_prints_the_summary(local_store, capsy
     folder = uri.rsplit("/", 1)[0]
     args = ["index", folder, "--master", "local[1]", "-o", "indexSpacing=4k"]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "dataplug index [fastq]: 2 object(s) indexed, 0 up to date" in out and "; 500 records;" in out
     assert f"{uri} -> {uri}.dataplug/fastq" in out
+    assert f"in {folder}/" in out and "2 object(s)  2 indexed" in out and "\nb.fq.gz " in out  # the table
+    # progress goes to stderr, as plain lines (not a terminal): the Spark stages, the write and the end
+    stages = [line.split()[0] for line in captured.err.splitlines()]
+    assert stages[0] == "map" and "follow-up" in stages and stages[-1] == "done", captured.err
+    assert "2/2 objects" in captured.err and "\r" not in captured.err
     assert main(args) == 0
     assert "0 object(s) indexed, 2 up to date" in capsys.readouterr().out
+
+
+def test_the_build_watches_spark_tasks_and_restores_the_callers_job_group(spark):
+    """The progress hook of the Spark runner: counts of finished tasks while the job runs, read from the status
+    tracker under a job group of its own; the caller's job group is put back."""
+    import time
+
+    from pyspark_dataplug.index.build import watch_tasks
+
+    def slow(batches):
+        for b in batches:
+            time.sleep(0.6)
+            yield b
+
+    sc = spark.sparkContext
+    sc.setJobGroup("callers-group", "theirs")
+    seen: list[int] = []
+    with watch_tasks(spark, seen.append, 6, interval=0.1):
+        spark.range(0, 6, 1, numPartitions=6).mapInArrow(slow, "id long").collect()
+    assert seen == sorted(seen) and max(seen) <= 6
+    assert any(0 < n < 6 for n in seen), seen  # seen while it ran (2 cores: 2 tasks per 0.6 s)
+    assert sc.getLocalProperty("spark.jobGroup.id") == "callers-group"
+    sc.setLocalProperty("spark.jobGroup.id", None)
 
 
 def test_read_command_shows_rows_and_turns_task_errors_into_one_line(local_store, capsys):
@@ -127,11 +157,11 @@ def test_read_command_shows_rows_and_turns_task_errors_into_one_line(local_store
     data = make_fastq(200, seed=59)
     uri = local_store.put("read.fastq", data)
     CloudObject("fastq", uri, {"indexSpacing": "4k"}).preprocess()
-    assert main(["read", uri, "--master", "local[1]", "--show", "2", "--partitions", "2"]) == 0
+    assert main(["read", uri, "--master", "local[1]", "--limit", "2", "--partitions", "2"]) == 0
     out = capsys.readouterr().out
     assert "description|" in out and "quality|" in out
     assert "|SRR59.0|" in out and "|SRR59.1|" in out and "SRR59.2" not in out
-    assert "200 rows in 2 partition(s)" in out
+    assert "200 rows in 2 partition(s) (from the index)" in out  # a preview does not read everything
     # the same bytes changed in place (same size and mtime, so the index still looks fresh): the slice's
     # fingerprint check fails in a Spark task, wrapped in Spark's exception, and still prints as our one line
     st = os.stat(uri)
@@ -139,7 +169,7 @@ def test_read_command_shows_rows_and_turns_task_errors_into_one_line(local_store
     with open(uri, "wb") as f:
         f.write(bad)
     os.utime(uri, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert main(["read", uri, "--master", "local[1]"]) == 2
+    assert main(["read", uri, "--master", "local[1]", "--count"]) == 2  # --count reads every slice
     err = capsys.readouterr().err
     assert err.startswith(f"dataplug: {uri}: the bytes at offset ") and "differ from those indexed" in err
     assert "Traceback" not in err and "SQLSTATE" not in err

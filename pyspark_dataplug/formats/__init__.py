@@ -57,8 +57,11 @@ def format_class(name: str) -> type[Format]:
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
-        hint = f" Install it with: pip install 'pyspark-dataplug[{extra}]'" if extra else ""
-        raise ImportError(f"format {key!r} needs a library that is not installed ({e}).{hint}") from e
+        if not extra or not e.name or e.name.startswith("pyspark_dataplug"):
+            raise  # a broken install of this package, not a missing extra
+        from ._base import missing_dependency
+
+        raise missing_dependency(e.name, extra, f"format {key!r}") from e
     return getattr(mod, cls)
 
 

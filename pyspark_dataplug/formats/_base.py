@@ -9,13 +9,19 @@ storage, which keeps them testable with plain bytes.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import MissingDependencyError
 from ..options import Opt
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import pyarrow as pa
 
     from ..index.store import Index
@@ -41,9 +47,28 @@ class Format(ABC):
     folder_marker: ClassVar[str | None] = None
     #: names in such a folder that change without the data changing, left out of its version
     folder_volatile: ClassVar[tuple[str, ...]] = ()
+    #: optional modules (from the format's pip extra, see the registry) that each step imports: ``"build"``
+    #: for the index job, ``"read"`` for decoding. Checked on the driver before a job starts (:meth:`required`);
+    #: the code that imports them uses :func:`need`, which fails with the same message on an executor.
+    requirements: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = dict(params)
+
+    def required(self, step: str) -> tuple[str, ...]:
+        """The optional modules ``step`` (``"build"`` or ``"read"``) will import with these params.
+
+        Formats override it when the options decide (a COG read that selects no pixels needs no codec).
+        """
+        return tuple(self.requirements.get(step, ()))
+
+    def extent(self, index: Index, slice_: Slice) -> tuple[float, float, float, float] | None:
+        """A 2-D box ``(xmin, ymin, xmax, ymax)`` holding every row of ``slice_``, from the index and the slice
+        alone (no I/O); None for formats whose rows have no place on a map (the default).
+
+        ``dataplug inspect --plot`` draws these boxes, so a user sees how a plan covers the area.
+        """
+        return None
 
     # -- schema -------------------------------------------------------------------------------------
     @abstractmethod
@@ -156,3 +181,46 @@ class Format(ABC):
         ``data.read(i)`` gives range ``i`` whole; ``data.pieces(i)`` streams it, so a decoder that
         yields as it goes holds a few pieces in memory, not the slice. Decoders never touch storage.
         """
+
+
+def install_command(extra: str) -> str:
+    """The one line that installs an extra: error messages end with it."""
+    return f"pip install 'pyspark-dataplug[{extra}]'"
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # None there means "import fails" (how tests and embedders hide a module)
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_dependency(module: str, extra: str, purpose: str) -> MissingDependencyError:
+    return MissingDependencyError(
+        f"{purpose} needs the Python module {module!r}, which is not installed. Install it with: "
+        f"{install_command(extra)} (on the driver and on every executor)")
+
+
+def need(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import an optional library, or fail with the ``pip install`` that provides it.
+
+    Format modules import their optional libraries where they use them, never at import time: the base
+    install must import and register every format, and only the step that needs a library may fail.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise missing_dependency(module, extra, purpose) from e
+
+
+def check_installed(fmt: Format, step: str) -> None:
+    """Fail before any job starts when this machine lacks a module ``step`` needs (see :meth:`Format.required`)."""
+    from . import REGISTRY
+
+    extra = REGISTRY.get(fmt.name, ("", None))[1]
+    for module in fmt.required(step):
+        if extra and not _installed(module):
+            what = "building a {} index" if step == "build" else "reading {}"
+            raise missing_dependency(module, extra, what.format(fmt.name))

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FormatError
+from ._base import need as _need
 from ._spatial import Box
 
 if TYPE_CHECKING:
@@ -61,13 +62,7 @@ _SELECT_BITS = {
 
 def need(module: str) -> Any:
     """Import an optional library of the ``las`` extra, or fail with the command that installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"reading LAS/LAZ/COPC needs {module}, which is not installed ({e}). Install it with: "
-                          "pip install 'pyspark-dataplug[las]'") from e
+    return _need(module, "las", "reading LAS/LAZ/COPC")
 
 
 # -- header -------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FormatError
+from ._base import need
 
 #: the header is fetched in aligned blocks of this size; the first block holds all IFDs of a small COG
 BLOCK = 64 << 10
@@ -391,11 +392,7 @@ class TileDecoder:
     """
 
     def __init__(self, uri: str, lv: Mapping[str, Any]) -> None:
-        try:
-            import imagecodecs
-        except ImportError as e:  # the index and the tile columns need no codec; pixels do
-            raise ImportError(f"decoding COG tiles needs imagecodecs ({e}). Install it with: "
-                              "pip install 'pyspark-dataplug[cog]'") from e
+        imagecodecs = need("imagecodecs", "cog", "decoding COG tiles")  # the index and tile columns need none
 
         self.uri = uri
         self.lv = lv

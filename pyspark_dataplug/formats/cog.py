@@ -188,6 +188,30 @@ class COG(Format):
                                   "xmin,ymin,xmax,ymax")
         self._memo: dict[int, tuple[Any, dict[str, np.ndarray], _Layout]] = {}
 
+    def required(self, step: str) -> tuple[str, ...]:
+        """Only pixels need a codec: the index and reads of the other columns import nothing optional."""
+        select = self.params.get("select")
+        return ("imagecodecs",) if step == "read" and (not select or "data" in select) else ()
+
+    def extent(self, index: Index, slice_: Slice) -> tuple[float, float, float, float] | None:
+        """The bounds of the slice's tiles, from the tile numbers and level transforms its context carries."""
+        from ._tiff import tile_bounds
+
+        ctx = slice_.context
+        if ctx.get("scan") or not ctx.get("tiles"):
+            return None
+        tiles = np.asarray(ctx["tiles"], dtype=np.int64).reshape(-1, 3)
+        lo_x, lo_y, hi_x, hi_y = [], [], [], []
+        for level in np.unique(tiles[:, 0]).tolist():
+            lv = ctx["levels"][str(level)]
+            g = _geometry(lv, tiles[tiles[:, 0] == level, 1])
+            xmin, ymin, xmax, ymax = tile_bounds(lv["transform"], g["x0"], g["y0"], g["w"], g["h"])
+            lo_x.append(xmin.min())
+            lo_y.append(ymin.min())
+            hi_x.append(xmax.max())
+            hi_y.append(ymax.max())
+        return float(min(lo_x)), float(min(lo_y)), float(max(hi_x)), float(max(hi_y))
+
     def arrow_schema(self) -> pa.Schema:
         import pyarrow as pa
 

@@ -723,6 +723,18 @@ class ImzML(Format):
              segs.reshape(-1, n)])))
         return ranges, context
 
+    def extent(self, index: Index, slice_: Slice) -> tuple[float, float, float, float] | None:
+        """The pixels of the slice's spectra (their x, y travel in its context), each drawn as a unit square."""
+        ctx = slice_.context
+        if ctx.get("scan") or "spectra" not in ctx:
+            return None
+        packed = _unpack(ctx["spectra"], np.int64)
+        n = len(packed) // (4 + 4 * len(ctx["roles"]))
+        if n == 0:
+            return None
+        x, y = packed.reshape(-1, n)[1:3]
+        return float(x.min()) - 0.5, float(y.min()) - 0.5, float(x.max()) + 0.5, float(y.max()) + 0.5
+
     def scan_slice(self, info: ObjectInfo, storage_options: StorageOptions) -> Slice:
         ibd = find_ibd(info.uri, storage_options)
         ranges = (ByteRange(info.uri, 0, info.size), ByteRange(ibd.uri, 0, ibd.size, etag=ibd.etag))

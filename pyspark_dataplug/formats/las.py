@@ -103,6 +103,8 @@ class PointCloud(Format):
     piece_strategy: ClassVar[str] = "chunks"
     #: pieces are widened by this many coordinate steps when pruning (COPC cubes are nominal, chunk bounds exact)
     bounds_slack: ClassVar[float] = 0.0
+    #: laspy parses headers at index time; lazrs decodes LAZ chunks (LAZ and COPC reads, and their bounds)
+    requirements: ClassVar[Mapping[str, tuple[str, ...]]] = {"build": ("laspy", "lazrs"), "read": ("lazrs",)}
 
     # -- schema ---------------------------------------------------------------------------------------
     def resolve(self, index: Index | None, head: bytes | None) -> dict[str, Any]:
@@ -170,6 +172,25 @@ class PointCloud(Format):
         col = {n: t.column(n).to_numpy() for n in ("first", "points", "offset", "size")}
         bounds = np.stack([t.column(n).to_numpy() for n in ("xmin", "ymin", "zmin", "xmax", "ymax", "zmax")], axis=1)
         return Pieces(col["first"], col["points"], col["offset"], col["size"], bounds)
+
+    def extent(self, index: Index, slice_: Slice) -> tuple[float, float, float, float] | None:
+        """The union of the bounds of the pieces (chunks, nodes) whose bytes the slice reads.
+
+        A slice of uncompressed LAS may read part of a piece; the whole piece's bounds hold its points too.
+        """
+        if slice_.context.get("scan"):
+            return None
+        p = self.pieces(index)
+        if p.bounds is None:
+            return None
+        hit = np.zeros(len(p.offset), dtype=bool)
+        for r in slice_.ranges:
+            if r.uri == slice_.uri:
+                hit |= (p.offset < r.end) & (p.offset + p.size > r.start) & (p.count > 0)
+        if not hit.any():
+            return None
+        b = p.bounds[hit]
+        return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 3].max()), float(b[:, 4].max())
 
     def splittable(self, desc: Mapping[str, Any]) -> bool:
         """Whether a slice may start or end inside a piece (uncompressed records: any point is a boundary)."""
@@ -384,6 +405,8 @@ class LAS(PointCloud):
     """``las``: uncompressed LAS (a LAZ named ``.las`` reads the same, by its chunks)."""
 
     name: ClassVar[str] = "las"
+    #: decoding uncompressed records needs no library (a LAZ named .las fails in the task, with the same hint)
+    requirements: ClassVar[Mapping[str, tuple[str, ...]]] = {"build": ("laspy", "lazrs")}
     options: ClassVar[tuple[Opt, ...]] = (
         BBOX,
         Opt("chunkPoints", "int", DEFAULT_CHUNK_POINTS, bounds=(1, 1 << 40), build=True,
@@ -395,6 +418,7 @@ class LAZ(LAS):
     """``laz``: LASzip-compressed LAS (sliced by its chunks; an uncompressed file reads as ``las``)."""
 
     name: ClassVar[str] = "laz"
+    requirements: ClassVar[Mapping[str, tuple[str, ...]]] = PointCloud.requirements
 
 
 def _cover(p: Pieces, kept: np.ndarray, cum: np.ndarray, a: int, b: int) -> list[tuple[int, int, int]]:

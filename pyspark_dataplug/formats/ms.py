@@ -59,7 +59,7 @@ from ..errors import FormatError, OptionError
 from ..slices import ByteRange, Slice
 from ..storage import folder_files, get_storage
 from . import _casatable as ct
-from ._base import Format
+from ._base import Format, need
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -137,6 +137,8 @@ class MeasurementSet(Format):
     """``ms``: the MAIN table of a MeasurementSet folder."""
 
     name: ClassVar[str] = "ms"
+    #: casacore reads the table headers at index time; rows are decoded with numpy alone
+    requirements: ClassVar[Mapping[str, tuple[str, ...]]] = {"build": ("casacore",)}
     strategies: ClassVar[dict[str, str]] = {
         "rows": "equal numbers of rows per slice, cut at the nearest time-slot boundary",
         "timeslots": "equal numbers of time slots (distinct TIME runs) per slice",
@@ -517,10 +519,7 @@ def _desc_shape(cd: Mapping[str, Any]) -> list[int] | None:
 
 def _open_with_casacore(uri: str, path: str) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Description, data managers and row count, from casacore on the sparse copy (only headers are read)."""
-    try:
-        from casacore import tables
-    except ImportError as e:
-        raise ImportError("indexing a MeasurementSet needs python-casacore: pip install 'pyspark-dataplug[ms]'") from e
+    tables = need("casacore.tables", "ms", "indexing a MeasurementSet")
     try:
         t = tables.table(path, ack=False, readonly=True)
     except RuntimeError as e:

@@ -7,6 +7,7 @@ results, reduces them per object (exact record numbering), and writes each index
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -26,9 +27,21 @@ if TYPE_CHECKING:
     from .store import Index, IndexStore
 
 
+@dataclass(frozen=True)
+class ObjectBuild:
+    """One object's line in a build's summary table."""
+
+    uri: str
+    #: ``"indexed"``, ``"up to date"`` (its index was kept) or ``"sidecar"`` (the field's own index is used)
+    status: str
+    size: int
+    records: int | None = None
+    index_bytes: int | None = None
+
+
 @dataclass
 class BuildSummary:
-    """What a build did; ``str()`` is the CLI's summary."""
+    """What a build did; ``str()`` is the CLI's summary line, ``objects`` its table."""
 
     format: str
     indexed: list[str] = field(default_factory=list)
@@ -38,6 +51,7 @@ class BuildSummary:
     records: int = 0
     seconds: float = 0.0
     locations: dict[str, str] = field(default_factory=dict)
+    objects: list[ObjectBuild] = field(default_factory=list)
 
     def __str__(self) -> str:
         mb = self.bytes_scanned / 1e6
@@ -47,6 +61,109 @@ class BuildSummary:
             f"date; {mb:.1f} MB scanned in {self.seconds:.1f} s{rate}; {self.records} records; index "
             f"{self.index_bytes / 1e3:.1f} kB"
         )
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A snapshot of a running build, for progress displays; it knows objects, bytes and tasks, never formats.
+
+    A build runs in stages (``"map"``, an optional ``"follow-up"`` and ``"stats"``: each one Spark job of
+    the format's tasks; then ``"write"``, which saves the indexes; then ``"done"``). Within a stage a task
+    weighs its object's size divided by that object's tasks in the stage, and runners report how many tasks
+    have finished, not which: ``bytes_done`` and ``objects_done`` count the first ``tasks_done`` tasks in
+    order (Spark starts them in that order). Exact for in-process runs, an estimate on a cluster.
+    """
+
+    stage: str
+    #: objects this build indexes, and objects left alone (their index is up to date)
+    objects: int
+    up_to_date: int
+    #: objects whose every task of this stage (or whose index, in ``"write"``) is done
+    objects_done: int
+    #: bytes of the objects this stage works on, and of those done
+    bytes_total: int
+    bytes_done: int
+    tasks: int
+    tasks_done: int
+    #: seconds since this stage began, and since the build began
+    stage_seconds: float
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second in this stage so far (0 before the first task is done)."""
+        return self.bytes_done / self.stage_seconds if self.stage_seconds > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until this stage ends at the rate so far; None until something is done."""
+        if self.bytes_done <= 0 or self.rate <= 0:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / self.rate)
+
+
+#: called with each snapshot; from the thread that watches Spark too, so displays must not assume one thread
+ProgressCallback = Callable[[BuildProgress], None]
+
+
+class _Tracker:
+    """Turns "n tasks of this stage are done" into :class:`BuildProgress` snapshots (see its docstring)."""
+
+    def __init__(self, callback: ProgressCallback, todo: list[ObjectInfo], skipped: int, t0: float) -> None:
+        self.callback, self.todo, self.skipped, self.t0 = callback, todo, skipped, t0
+        self.name, self.stage_t0 = "map", t0
+        self.cum: list[float] = [0.0]
+        self.objects_at: list[int] = [0]
+        self.total_bytes = 0
+        self.last = -1
+
+    def stage(self, name: str, owner: list[int]) -> Callable[[int], None]:
+        from collections import Counter
+
+        self.name, self.stage_t0, self.last = name, time.perf_counter(), -1
+        per_object = Counter(owner)
+        last_task = {o: k for k, o in enumerate(owner)}
+        self.cum, self.objects_at = [0.0], [0]
+        for k, o in enumerate(owner):
+            self.cum.append(self.cum[-1] + self.todo[o].size / per_object[o])
+            self.objects_at.append(self.objects_at[-1] + (last_task[o] == k))
+        self.total_bytes = sum(self.todo[o].size for o in per_object)
+        self.done(0)
+        return self.done
+
+    def done(self, n: int) -> None:
+        n = max(0, min(int(n), len(self.cum) - 1))
+        if n == self.last:
+            return
+        self.last = n
+        self.emit(self.name, self.objects_at[n], self.total_bytes, int(self.cum[n]), len(self.cum) - 1, n)
+
+    def emit(self, stage: str, objects_done: int, total: int, done: int, tasks: int, tasks_done: int) -> None:
+        now = time.perf_counter()
+        self.callback(BuildProgress(stage, len(self.todo), self.skipped, objects_done, total, done, tasks,
+                                    tasks_done, now - self.stage_t0, now - self.t0))
+
+    def written(self, k: int) -> None:
+        if k == 0:
+            self.stage_t0 = time.perf_counter()
+        total = sum(o.size for o in self.todo)
+        done = sum(o.size for o in self.todo[:k])
+        self.emit("write", k, total, done, 0, 0)
+
+    def finished(self) -> None:
+        total = sum(o.size for o in self.todo)
+        self.emit("done", len(self.todo), total, total, 0, 0)
+
+
+def _stage(runner: Runner, fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
+           tracker: _Tracker | None, name: str, owner: list[int]) -> list[Any]:
+    """One stage through the runner; with a tracker, the runner also reports tasks done (``progress=``)."""
+    if tracker is None or not tasks:
+        return runner(fmt, storage, kind, tasks)
+    done = tracker.stage(name, owner)
+    results = runner(fmt, storage, kind, tasks, progress=done)
+    done(len(tasks))
+    return results
 
 
 def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions, kind: str,
@@ -72,16 +189,92 @@ def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions,
 
 
 def run_tasks(spark: SparkSession, fmt: Format, storage: StorageOptions, kind: str,
-              tasks: list[Any]) -> list[Any]:
-    """Run one Spark stage with one task per descriptor; returns the results in descriptor order."""
+              tasks: list[Any], progress: Callable[[int], None] | None = None) -> list[Any]:
+    """Run one Spark stage with one task per descriptor; returns the results in descriptor order.
+
+    ``progress`` is called with the number of tasks done while the stage runs (see :func:`watch_tasks`).
+    """
     if not tasks:
         return []
     fn = functools.partial(_run_task, fmt.name, fmt.params, storage, kind, tasks)
     df = spark.range(0, len(tasks), 1, numPartitions=len(tasks)).mapInArrow(fn, "id long, result string")
     results: list[Any] = [None] * len(tasks)
-    for row in df.collect():
+    with watch_tasks(spark, progress, len(tasks)):
+        rows = df.collect()
+    for row in rows:
         results[row["id"]] = json.loads(row["result"])
     return results
+
+
+#: seconds between two looks at Spark's task counts
+POLL_SECONDS = 0.5
+
+
+@contextlib.contextmanager
+def watch_tasks(spark: SparkSession, progress: Callable[[int], None] | None, total: int,
+                interval: float = POLL_SECONDS) -> Iterator[None]:
+    """Report the tasks done by the Spark jobs started inside this block, while they run.
+
+    Classic sessions: the block's jobs run in a job group of their own, and a thread reads their stages'
+    completed-task counts from the status tracker (the caller's job group is restored after). Spark Connect
+    has no status tracker; its progress handler reports the stages of the session's running operation.
+    A progress display must never fail a build: errors while watching stop the watching, nothing else.
+    """
+    if progress is None:
+        yield
+        return
+    report = _capped(progress, total)
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        def handler(stages: Any, inflight_tasks: int, operation_id: str | None, done: bool) -> None:
+            report(sum(int(s.num_completed_tasks) for s in stages or ()))
+
+        spark.registerProgressHandler(handler)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            spark.removeProgressHandler(handler)  # type: ignore[attr-defined]
+        return
+    import threading
+    import uuid
+
+    sc = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
+    saved = {k: sc.getLocalProperty(k) for k in keys}
+    group = f"dataplug-index-{uuid.uuid4().hex}"
+    sc.setJobGroup(group, "dataplug index build")
+    stop = threading.Event()
+
+    def poll() -> None:
+        tracker = sc.statusTracker()
+        try:
+            while not stop.wait(interval):
+                done = 0
+                for job in tracker.getJobIdsForGroup(group):
+                    info = tracker.getJobInfo(job)
+                    for stage in info.stageIds if info else ():
+                        st = tracker.getStageInfo(stage)
+                        done += st.numCompletedTasks if st else 0
+                report(done)
+        except Exception:  # noqa: BLE001 - the session went away mid-poll: the build reports its own error
+            return
+
+    watcher = threading.Thread(target=poll, name="dataplug-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        for k, v in saved.items():
+            sc.setLocalProperty(k, v)  # type: ignore[arg-type] - None clears it, as it was
+
+
+def _capped(progress: Callable[[int], None], total: int) -> Callable[[int], None]:
+    """Counts never above the stage's tasks (retried attempts count twice in Spark's numbers)."""
+    def report(n: int) -> None:
+        progress(min(n, total))
+
+    return report
 
 
 def up_to_date(store: IndexStore, info: ObjectInfo, fmt: Format, requested: Mapping[str, Any] | None = None) -> bool:
@@ -92,8 +285,11 @@ def up_to_date(store: IndexStore, info: ObjectInfo, fmt: Format, requested: Mapp
     An index from before build options were recorded is rebuilt only when one is named.
     """
     manifest = store.load_manifest(info.uri, fmt.name)
-    if manifest is None:
-        return False
+    return manifest is not None and _keeps(manifest, info, fmt, requested)
+
+
+def _keeps(manifest: Mapping[str, Any], info: ObjectInfo, fmt: Format, requested: Mapping[str, Any] | None) -> bool:
+    """:func:`up_to_date` for a manifest already loaded."""
     src = manifest.get("source", {})
     built = manifest.get("build_params") or {}
     return (int(src.get("size", -1)) == info.size and src.get("etag") == info.etag
@@ -110,19 +306,25 @@ def requested_build_params(fmt: Format, raw: Mapping[str, Any]) -> dict[str, Any
     return {k: v for k, v in fmt.build_params().items() if k.lower() in named}
 
 
-def run_tasks_locally(fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any]) -> list[Any]:
-    """The same tasks in this process: for the engine-agnostic API and small data without Spark."""
+def run_tasks_locally(fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
+                      progress: Callable[[int], None] | None = None) -> list[Any]:
+    """The same tasks in this process, one after the other: for the engine-agnostic API and small data."""
     import pyarrow as pa
 
-    batch = pa.RecordBatch.from_arrays([pa.array(range(len(tasks)), pa.int64())], names=["id"])
     out: list[Any] = [None] * len(tasks)
-    for b in _run_task(fmt.name, fmt.params, storage, kind, tasks, iter([batch])):
-        for i, r in zip(b.column("id").to_pylist(), b.column("result").to_pylist(), strict=True):
-            out[i] = json.loads(r)
+    for k in range(len(tasks)):
+        batch = pa.RecordBatch.from_arrays([pa.array([k], pa.int64())], names=["id"])
+        for b in _run_task(fmt.name, fmt.params, storage, kind, tasks, iter([batch])):
+            for i, r in zip(b.column("id").to_pylist(), b.column("result").to_pylist(), strict=True):
+                out[i] = json.loads(r)
+        if progress is not None:
+            progress(k + 1)
     return out
 
 
-Runner = Callable[["Format", StorageOptions, str, list[Any]], list[Any]]
+#: ``runner(fmt, storage, kind, tasks) -> results``; builds that show progress also pass ``progress=``, a
+#: callable to call with the number of tasks done so far (every runner here takes it)
+Runner = Callable[..., list[Any]]
 
 
 def spark_runner(spark: SparkSession) -> Runner:
@@ -131,18 +333,27 @@ def spark_runner(spark: SparkSession) -> Runner:
 
 def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store: IndexStore,
                   storage: StorageOptions, force: bool = False,
-                  requested: Mapping[str, Any] | None = None) -> BuildSummary:
-    """Build the indexes of ``objects`` that are missing or out of date (see :func:`up_to_date`)."""
+                  requested: Mapping[str, Any] | None = None,
+                  progress: ProgressCallback | None = None) -> BuildSummary:
+    """Build the indexes of ``objects`` that are missing or out of date (see :func:`up_to_date`).
+
+    ``progress`` receives :class:`BuildProgress` snapshots while the build runs.
+    """
     t0 = time.perf_counter()
     summary = BuildSummary(fmt.name)
     todo = []
     for info in objects:
-        if not force and (up_to_date(store, info, fmt, requested)
-                          or (store.load_manifest(info.uri, fmt.name) is None
-                              and fmt.sidecar_index(info, storage) is not None)):
+        manifest = None if force else store.load_manifest(info.uri, fmt.name)
+        if manifest is not None and _keeps(manifest, info, fmt, requested):
             summary.skipped.append(info.uri)
+            summary.objects.append(ObjectBuild(info.uri, "up to date", info.size, _int(manifest.get("records")),
+                                               _int(manifest.get("index_bytes"))))
+        elif not force and manifest is None and (side := fmt.sidecar_index(info, storage)) is not None:
+            summary.skipped.append(info.uri)
+            summary.objects.append(ObjectBuild(info.uri, "sidecar", info.size, _int(side.manifest.get("records"))))
         else:
             todo.append(info)
+    tracker = _Tracker(progress, todo, len(summary.skipped), t0) if progress is not None else None
     tasks: list[dict[str, Any]] = []
     owner: list[int] = []
     for i, info in enumerate(todo):
@@ -151,7 +362,7 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
         for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name), storage):
             tasks.append(t)
             owner.append(i)
-    results = runner(fmt, storage, "map", tasks)
+    results = _stage(runner, fmt, storage, "map", tasks, tracker, "map", owner)
     per_object: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for i, rows in zip(owner, results, strict=True):
         per_object[i].extend(rows)
@@ -162,7 +373,8 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
         for t in fmt.build_followup(info, per_object[i], store.dir(info.uri, fmt.name)):
             more.append(t)
             more_owner.append(i)
-    for i, rows in zip(more_owner, runner(fmt, storage, "map", more), strict=True):
+    for i, rows in zip(more_owner, _stage(runner, fmt, storage, "map", more, tracker, "follow-up", more_owner),
+                       strict=True):
         per_object[i].extend(rows)
     indexes: list[Index] = []
     for i, info in enumerate(todo):
@@ -178,21 +390,31 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
             for s in fmt.stats_slices(index, storage):
                 stat_tasks.append(s)
                 stat_owner.append(i)
-        stats = runner(fmt, storage, "stats", stat_tasks)
+        stats = _stage(runner, fmt, storage, "stats", stat_tasks, tracker, "stats", stat_owner)
         grouped: dict[int, list[Any]] = defaultdict(list)
         for i, row in zip(stat_owner, stats, strict=True):
             grouped[i].append(row)
         for i, index in enumerate(indexes):
             fmt.stats_reduce(index, grouped[i])
-    for info, index in zip(todo, indexes, strict=True):
+    for k, (info, index) in enumerate(zip(todo, indexes, strict=True)):
+        if tracker is not None:
+            tracker.written(k)
         index.manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
         summary.locations[info.uri] = store.save(info, fmt.name, index)
         summary.indexed.append(info.uri)
         summary.bytes_scanned += info.size
-        summary.index_bytes += int(index.manifest.get("index_bytes", 0))
+        index_bytes = int(index.manifest.get("index_bytes", 0))
+        summary.index_bytes += index_bytes
         summary.records += index.records
+        summary.objects.append(ObjectBuild(info.uri, "indexed", info.size, index.records, index_bytes))
+    if tracker is not None:
+        tracker.finished()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value is not None else None
 
 
 def build_index(spark: SparkSession, paths: str | list[str], format: str | None = None, force: bool = False,
@@ -233,14 +455,15 @@ class BuildPlan:
     storage: StorageOptions
     requested: dict[str, Any]
 
-    def run(self, runner: Runner, force: bool = False) -> BuildSummary:
+    def run(self, runner: Runner, force: bool = False, progress: ProgressCallback | None = None) -> BuildSummary:
         return build_indexes(runner, self.fmt, self.objects, self.store, self.storage, force=force,
-                             requested=self.requested)
+                             requested=self.requested, progress=progress)
 
 
 def plan_build(paths: str | list[str], format: str | None = None, **options: Any) -> BuildPlan:
     """Everything :func:`build_index` decides before its Spark job: parameters as there."""
     from ..formats import format_class
+    from ..formats._base import check_installed
     from ..plan import expand_objects, format_params, parse_read_options, storage_options
     from .store import IndexStore
 
@@ -252,5 +475,6 @@ def plan_build(paths: str | list[str], format: str | None = None, **options: Any
     storage = storage_options(opts)
     cls = format_class(name)
     fmt = cls(format_params(cls, opts))
+    check_installed(fmt, "build")
     store = IndexStore(opts.get("indexLocation"), storage)
     return BuildPlan(fmt, expand_objects(path_list, storage, cls), store, storage, requested_build_params(fmt, raw))
