@@ -86,6 +86,22 @@ def main(spec_path: str, out: str) -> None:
                                  "seconds": {"build": t_build, "read": t_read,
                                              "sql": time.perf_counter() - t - t_build - t_read}}
 
+    # pruning really happens on the server: the damaged part of this object is read only when nothing prunes
+    # (a new DataFrame after the conf changes: the Connect server caches the plans of the DataFrames it has seen,
+    # pushed filters included)
+    prune = spec["pruning"]
+
+    def chr2() -> Any:
+        return spark.read.format("dataplug").option("partitions", "6").load(prune["path"]).where(prune["where"])
+
+    result["pruning"] = {"on": [r[0] for r in chr2().select("start").collect()]}
+    spark.conf.set("spark.sql.python.filterPushdown.enabled", "false")
+    try:
+        chr2().select("start").collect()
+        result["pruning"]["off"] = "read without an error"
+    except Exception as e:  # noqa: BLE001 - the test checks the message
+        result["pruning"]["off"] = str(e)[:4000]
+
     # register(): spark.dataplug.* confs become option defaults on the Connect session too
     spark.conf.set("spark.dataplug.partitions", "5")
     pyspark_dataplug.register(spark)

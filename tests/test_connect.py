@@ -23,6 +23,9 @@ import pyarrow as pa
 import pytest
 from conftest import make_store, read_dataplug
 from sql_cases import CASES, SqlCase, assert_rows
+from test_vcf import damaged_vcf
+
+from pyspark_dataplug.index.build import plan_build, run_tasks_locally
 
 JOB = Path(__file__).with_name("connect_job.py")
 
@@ -31,6 +34,7 @@ class ConnectRun:
     def __init__(self, cases: dict[str, SqlCase], out: Path, result: dict[str, Any], s3: dict[str, Any],
                  seconds: float) -> None:
         self.cases, self.out, self.result, self.s3, self.seconds = cases, out, result, s3, seconds
+        self.chr2: list[int] = []  # starts of the damaged VCF's chr2 records, as pysam reads them
 
     def table(self, name: str, kind: str) -> pa.Table:
         return pa.ipc.open_file(str(self.out / f"{name}.{kind}.arrow")).read_all()
@@ -46,8 +50,10 @@ def connect_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
               "sql": c.sql, "view_sql": c.create_view({"partitions": "3"})} for c in cases.values()]
     specs.append({"name": "fastq_s3", "path": s3_path, "format": "fastq", "build": cases["fastq"].build,
                   "view": {}, "options": store.options})
+    damaged = root / "damaged.vcf"
+    chr2 = damaged_vcf(damaged, lambda p: plan_build(p, "vcf", indexSpacing="8k").run(run_tasks_locally))
     spec = root / "spec.json"
-    spec.write_text(json.dumps({"cases": specs}))
+    spec.write_text(json.dumps({"cases": specs, "pruning": {"path": str(damaged), "where": "contigName = 'chr2'"}}))
     out = root / "out"
     out.mkdir()
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_TESTING": "1"}
@@ -58,7 +64,9 @@ def connect_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     if proc.returncode != 0:
         pytest.fail(f"connect_job.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     result = json.loads((out / "result.json").read_text())
-    return ConnectRun(cases, out, result, {"path": s3_path, "options": store.options}, seconds)
+    run = ConnectRun(cases, out, result, {"path": s3_path, "options": store.options}, seconds)
+    run.chr2 = sorted(k[1] for k in chr2)
+    return run
 
 
 def test_a_connect_session_whose_workers_import_this_package(connect_run: ConnectRun) -> None:
@@ -112,3 +120,10 @@ def test_register_on_a_connect_session(connect_run: ConnectRun) -> None:
     first = connect_run.cases[next(iter(CASES))]
     assert reg["partitions"] == 5
     assert reg["rows"] == connect_run.table(first.name, "read").num_rows
+
+
+def test_pushed_filters_prune_on_the_connect_server(connect_run: ConnectRun) -> None:
+    """A chr2 query with pushdown on never reads chr1's damaged bytes; with it off the same query meets them."""
+    pruning = connect_run.result["pruning"]
+    assert sorted(pruning["on"]) == connect_run.chr2 and connect_run.chr2
+    assert "damaged.vcf at byte" in pruning["off"]
