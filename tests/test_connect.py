@@ -32,9 +32,9 @@ JOB = Path(__file__).with_name("connect_job.py")
 
 class ConnectRun:
     def __init__(self, cases: dict[str, SqlCase], out: Path, result: dict[str, Any], s3: dict[str, Any],
-                 seconds: float) -> None:
+                 chr2: list[int], seconds: float) -> None:
         self.cases, self.out, self.result, self.s3, self.seconds = cases, out, result, s3, seconds
-        self.chr2: list[int] = []  # starts of the damaged VCF's chr2 records, as pysam reads them
+        self.chr2 = chr2  # starts of the damaged VCF's chr2 records, as pysam reads them
 
     def table(self, name: str, kind: str) -> pa.Table:
         return pa.ipc.open_file(str(self.out / f"{name}.{kind}.arrow")).read_all()
@@ -56,7 +56,11 @@ def connect_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     spec.write_text(json.dumps({"cases": specs, "pruning": {"path": str(damaged), "where": "contigName = 'chr2'"}}))
     out = root / "out"
     out.mkdir()
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_TESTING": "1"}
+    # a fresh PySpark: never the gateway of this process's classic session, nor a Connect mode set around it
+    skip = ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED",
+            "SPARK_LOCAL_REMOTE", "SPARK_API_MODE")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    env.update(PYSPARK_PYTHON=sys.executable, SPARK_TESTING="1")
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, str(JOB), str(spec), str(out)], env=env, capture_output=True, text=True,
                           timeout=900)
@@ -64,9 +68,8 @@ def connect_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     if proc.returncode != 0:
         pytest.fail(f"connect_job.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     result = json.loads((out / "result.json").read_text())
-    run = ConnectRun(cases, out, result, {"path": s3_path, "options": store.options}, seconds)
-    run.chr2 = sorted(k[1] for k in chr2)
-    return run
+    return ConnectRun(cases, out, result, {"path": s3_path, "options": store.options}, sorted(k[1] for k in chr2),
+                      seconds)
 
 
 def test_a_connect_session_whose_workers_import_this_package(connect_run: ConnectRun) -> None:
