@@ -279,21 +279,18 @@ def test_region_is_genomic_for_vcf_and_the_s3_region_elsewhere(tmp_path: Path) -
     assert storage_options(opts).region == "ap-south-1"
 
 
-def test_spark_pushdown_really_prunes(spark: Any, tmp_path: Path) -> None:
-    """With pushdown on, a chr2 query never reads chr1's bytes: damage them (keeping the index fresh) and see.
+def damaged_vcf(path: Path, build_index: Any) -> list[tuple[Any, ...]]:
+    """A VCF whose chr1 has a broken line that its index (built by ``build_index(path)`` first) cannot see.
 
-    With the conf off nothing is pruned, so the same query reads the damage and fails: that is what
-    tells the two apart, since both return the same rows when the object is whole.
+    A read that prunes to chr2 never meets the damage; one that reads chr1 fails at its byte. Returns
+    pysam's chr2 records (:func:`key` tuples), what a chr2 query must return.
     """
     import os
 
-    from pyspark_dataplug import build_index
-
     data = make_vcf(6000, samples=2, seed=23)
-    path = tmp_path / "damaged.vcf"
     path.write_bytes(data)
     chr2 = [k for k in pysam_keys(str(path)) if k[0] == "chr2"]
-    build_index(spark, str(path), format="vcf", indexSpacing="8k")
+    build_index(str(path))
     lines = data.split(b"\n")
     chr1 = [i for i, ln in enumerate(lines) if ln.startswith(b"chr1\t")]
     victim = chr1[len(chr1) // 2]
@@ -301,6 +298,19 @@ def test_spark_pushdown_really_prunes(spark: Any, tmp_path: Path) -> None:
     st = path.stat()
     path.write_bytes(b"\n".join(lines))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the index still takes it for the indexed object
+    return chr2
+
+
+def test_spark_pushdown_really_prunes(spark: Any, tmp_path: Path) -> None:
+    """With pushdown on, a chr2 query never reads chr1's bytes: damage them (keeping the index fresh) and see.
+
+    With the conf off nothing is pruned, so the same query reads the damage and fails: that is what
+    tells the two apart, since both return the same rows when the object is whole.
+    """
+    from pyspark_dataplug import build_index
+
+    path = tmp_path / "damaged.vcf"
+    chr2 = damaged_vcf(path, lambda p: build_index(spark, p, format="vcf", indexSpacing="8k"))
     query = "contigName = 'chr2'"
     try:
         spark.conf.set("spark.sql.python.filterPushdown.enabled", "true")
