@@ -52,8 +52,11 @@ NL = 10
 CR = 13
 DEFAULT_SPACING = 1 << 20
 #: uncompressed bytes between gzip seek points. Each costs a 32 KiB window (8-16 KiB zlib-compressed);
-#: measured on FASTQ.gz (gzip -6): 2m -> 1.6% of the object, 4m -> 0.8%, 8m -> 0.4%, 16m -> 0.2%
-DEFAULT_GZIP_SPACING = 8 << 20
+#: without ``gzipSpacing``, the spacing follows the object: about 1,000 seek points (two uncompressed bytes per
+#: compressed one, as in FASTQ.gz), rounded up to a power of two within these bounds. Below 1 MiB rapidgzip's
+#: pass slows down (300 MB FASTQ.gz: 512k 1.8x, 256k 3x the 8m time); above 8 MiB slices get coarse. A seek
+#: point costs ~3 KB of index (a sparse window), so 1m is ~0.6 % of a FASTQ.gz and 8m ~0.08 %
+AUTO_GZIP_SPACING = (1 << 20, 8 << 20)
 #: first bytes of an object kept at build time
 HEAD_BYTES = 64 << 10
 #: the longest first line (e.g. a CSV header) read to sniff an object's line separator
@@ -73,8 +76,9 @@ FINGERPRINT_BYTES = 256
 LINE_OPTIONS = (
     Opt("indexSpacing", "size", DEFAULT_SPACING, bounds=(1, 1 << 30), build=True,
         doc="index build: bytes between index points (smaller: finer cuts, bigger index)"),
-    Opt("gzipSpacing", "size", DEFAULT_GZIP_SPACING, bounds=(gz.MIN_SPACING, gz.MAX_SPACING), build=True,
-        doc="index build: uncompressed bytes between gzip seek points; more than the 32 KiB window each stores"),
+    Opt("gzipSpacing", "size", None, bounds=(gz.MIN_SPACING, gz.MAX_SPACING), build=True,
+        doc="index build: uncompressed bytes between gzip seek points (default: from the object's size, 1m-8m); "
+            "more than the 32 KiB window each stores"),
 )
 
 
@@ -178,9 +182,13 @@ class ChunkedBuild(Format):
     def spacing(self) -> int:
         return int(self.params.get("indexSpacing") or DEFAULT_SPACING)
 
-    @property
-    def gzip_spacing(self) -> int:
-        return int(self.params.get("gzipSpacing") or DEFAULT_GZIP_SPACING)
+    def gzip_spacing(self, compressed_size: int) -> int:
+        """``gzipSpacing`` if named, else one from the object's size (see :data:`AUTO_GZIP_SPACING`)."""
+        if self.params.get("gzipSpacing"):
+            return int(self.params["gzipSpacing"])
+        low, high = AUTO_GZIP_SPACING
+        want = max(1, 2 * compressed_size // 1000)
+        return min(high, max(low, 1 << (want - 1).bit_length()))
 
     def _with(self, extra: Mapping[str, Any] | None) -> Self:
         return self if not extra else type(self)({**self.params, **extra})
@@ -285,7 +293,7 @@ class ChunkedBuild(Format):
         parts: list[np.ndarray] = []  # inflated bytes not scanned yet, from offset `base` (a chunk edge)
         held, base, fmt, sniffed, state = 0, 0, None, None, 0
         todo = [0]  # nominal offsets of the chunks not scanned yet; the edge of todo[0] is `base`
-        with gz.GzipPass(get_storage(uri, storage), info, self.gzip_spacing) as gp:
+        with gz.GzipPass(get_storage(uri, storage), info, self.gzip_spacing(info.size)) as gp:
             for piece in gp.pieces():
                 parts.append(np.frombuffer(piece, dtype=np.uint8))
                 held += len(piece)
@@ -332,7 +340,7 @@ class ChunkedBuild(Format):
         uri, size, start, end = task["uri"], int(task["size"]), int(task["start"]), int(task["end"])
         st = get_storage(uri, storage)
         data = st.read(uri, start, min(size, end + 2 * gz.BGZF_MAX_BLOCK), etag=task["etag"])
-        walk = gz.bgzf_blocks(uri, data, start, start, end, size, self.gzip_spacing)
+        walk = gz.bgzf_blocks(uri, data, start, start, end, size, self.gzip_spacing(size))
         row: dict[str, Any] = {"bgzf": walk}
         if start == 0:
             n = HEAD_BYTES
@@ -597,7 +605,7 @@ class LineFormat(ChunkedBuild):
             tables["seeks"] = pa.table({"u": pa.array([s[0] for s in seeks], pa.int64()),
                                         "c": pa.array([s[1] for s in seeks], pa.int64())})
             sniffed = gzip_index.get("sniff")
-            manifest.update(compression="gzip", spacing=self.gzip_spacing)
+            manifest.update(compression="gzip", spacing=self.gzip_spacing(info.size))
             if gzip_index.get("member"):
                 manifest["seek_points"] = "members"  # BGZF: every point is a block start, no windows
             else:

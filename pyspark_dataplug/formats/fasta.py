@@ -217,7 +217,7 @@ class FASTA(ChunkedBuild):
                 "window_offset": pa.array([s[3] for s in seeks], pa.int64()),
                 "window_size": pa.array([s[4] for s in seeks], pa.int64()),
                 "member": pa.array([bool(gzip_index.get("member"))] * len(seeks), pa.bool_())})
-            manifest.update(compression="gzip", spacing=self.gzip_spacing)
+            manifest.update(compression="gzip", spacing=self.gzip_spacing(info.size))
             if not gzip_index.get("member"):
                 manifest.update(blobs={"windows": gzip_index["blob"]},
                                 blob_sizes={"windows": int(gzip_index["blob_size"])})
