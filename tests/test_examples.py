@@ -168,3 +168,22 @@ def test_imzml_ion_image_example(spark, tmp_path):
     for r in rows:
         assert abs(r["ion"] - want[(r["x"], r["y"])]) < 1e-6 * max(1.0, want[(r["x"], r["y"])])
     assert rows[-1]["ion"] > rows[0]["ion"]  # the peak grows to the right
+
+
+def test_demo_reads_one_gz_as_many_tasks(spark, tmp_path, capsys):
+    """`make demo`'s first step: spark.read.text reads the .gz as 1 task, dataplug as 8, with the same reads."""
+    demo = _load("demo")
+    path = demo.write_fastq_gz(tmp_path / "reads_1.fastq.gz", reads=20_000, seed=3)
+    # 6.5 MB of FASTQ: a seek point every 512 KiB gives 12 points, room for 8 slices cut at points
+    result = demo.gzip_split(spark, path, partitions=8, runs=1, gzipSpacing="512k")
+    ref = fastq_reference(gzip.decompress(path.read_bytes()))
+    assert len(ref) == 20_000 and all(len(r[2]) == len(r[3]) == demo.READ_LENGTH for r in ref)
+    assert ref[0][:2] == ("DEMO.00000000", "length=150") and ref[-1][0] == "DEMO.00019999"
+    assert result["text_tasks"] == 1 and result["text_lines"] == 4 * len(ref)
+    assert result["dataplug_tasks"] == 8 and result["reads"] == len(ref)
+    assert result["text_seconds"] > 0 and result["dataplug_seconds"] > 0
+    assert len(result["summary"].indexed) == 1 and result["summary"].records == len(ref)
+    demo.show_split(result)
+    out = capsys.readouterr().out
+    assert " 1 task(s)" in out and " 8 task(s)" in out and "80,000 lines = 20,000 reads" in out
+    assert out.splitlines()[2].count("|") == 7  # the dataplug bar: 8 cells
