@@ -643,10 +643,11 @@ def section_build(ctx: Ctx) -> Section:
     ]
     if tool:
         sec.checks.append(Check("build time / gzip -dc", sec.series[0].median / sec.series[2].median, unit="x"))
+    # goal: issue 10's 1.5 % (wave one's 0.5 % was set for 8 MiB spacings; the default now places ~1,000 points)
     sec.checks += [
-        Check("index bytes (summary.index_bytes) / .gz size", 100 * summary.index_bytes / d.gz_size, 0.5, "<=",
+        Check("index bytes (summary.index_bytes) / .gz size", 100 * summary.index_bytes / d.gz_size, 1.5, "<=",
               "%", note=f"{summary.index_bytes:,} B"),
-        Check("index files (manifest + files it names) / .gz size", 100 * current / d.gz_size, 0.5, "<=", "%",
+        Check("index files (manifest + files it names) / .gz size", 100 * current / d.gz_size, 1.5, "<=", "%",
               note=f"{current:,} B"),
     ]
     if bgz is not None:
