@@ -38,6 +38,8 @@ bench: setup
 	$(BIN)/python benchmarks/ms_decode.py --dir bench-data
 	$(BIN)/python benchmarks/imzml_decode.py --dir bench-data
 	$(BIN)/python benchmarks/planning.py
+	$(BIN)/python benchmarks/gzip_spacing.py
+	$(BIN)/python benchmarks/vs_dataplug.py
 
 bench-quick: setup
 	$(BIN)/python benchmarks/run.py --quick
