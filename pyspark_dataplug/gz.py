@@ -306,7 +306,8 @@ def _feed(d: object, next_block: Callable[[], bytes], left: int, piece: int,
     while left > 0:
         if not data:
             data = next_block()
-            if not data:
+            if not data:  # the input is over, but ISA-L may still hold some of it (not in unconsumed_tail)
+                yield from _drain(d, left, piece, fail)
                 return
         try:
             chunk = d.decompress(data, min(piece, left))  # type: ignore[attr-defined]
@@ -318,6 +319,19 @@ def _feed(d: object, next_block: Callable[[], bytes], left: int, piece: int,
         if d.eof:  # type: ignore[attr-defined]
             return
         data = d.unconsumed_tail  # type: ignore[attr-defined]
+
+
+def _drain(d: object, left: int, piece: int, fail: Callable[[Exception], Exception]) -> Iterator[bytes]:
+    """Output an inflater can still give without more input (capped pieces leave some inside ISA-L)."""
+    while left > 0 and not d.eof:  # type: ignore[attr-defined]
+        try:
+            chunk = d.decompress(b"", min(piece, left))  # type: ignore[attr-defined]
+        except (zlib.error, _inflater.error) as e:
+            raise fail(e) from e
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
 
 
 class _Compressed:
