@@ -99,7 +99,7 @@ def _lines_reference(data: bytes) -> list[tuple]:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     text = data.decode("utf-8")  # invalid UTF-8 raises: then only an error is right
-    parts = re.split(r"\r\n|\n|\r", text)
+    parts = [p[:-1] if p.endswith("\r") else p for p in text.split("\n")]  # a lone CR is data (README)
     if parts and parts[-1] == "":
         parts.pop()
     return [(p,) for p in parts]
