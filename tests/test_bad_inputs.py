@@ -476,11 +476,13 @@ def main(fmt: str, root: str, fuzz: int) -> None:
 
         def edit_version(d: Path, p: str) -> None:
             shutil.copytree(path + ".dataplug", p + ".dataplug")
-            for m in Path(p + ".dataplug").rglob("*.json"):
+            edited = 0
+            for m in Path(p + ".dataplug").rglob("manifest.json"):
                 doc = json.loads(m.read_text())
-                if isinstance(doc, dict) and "version" in doc:
-                    doc["version"] = 999
+                doc["dataplug_index_version"] = doc["dataplug_index_version"] + 1
                 m.write_text(json.dumps(doc))
+                edited += 1
+            assert edited, "no manifest to edit"
         extra.append(("index of another object", other, copy_index))
         extra.append(("index of another version", Case("clean", files0 or {name: clean_bytes}, True), edit_version))
     rng = random.Random(fmt)
@@ -536,7 +538,7 @@ def run_child(fmt: str, root: Path, fuzz: int) -> dict[str, Any]:
         n = sum(v for k, v in c.items() if k.startswith(kind))
         print(f"{fmt:6} {kind:6} cases {n:5} exact {c.get(kind + ':exact', 0):5} "
               f"consistent {c.get(kind + ':consistent', 0):4} "
-              f"clear errors {c.get(kind + ':error', 0):5} bad {c.get(kind + ':bad', 0):3} hangs 0 crashes 0 "
+              f"clear errors {c.get(kind + ':error', 0):5} wrong {c.get(kind + ':bad', 0):3} hangs 0 crashes 0 "
               f"({wall:.1f} s)")
     return summary
 
