@@ -269,7 +269,13 @@ class GzipPass:
         import rapidgzip
 
         out = io.BytesIO()  # its export seeks back to write the point count: it cannot stream into the sink
-        self.file.export_index(out, index_format=rapidgzip.IndexFormat.INDEXED_GZIP)
+        try:
+            # a stream cut inside its last deflate block reads as ending early; only the export notices
+            self.file.export_index(out, index_format=rapidgzip.IndexFormat.INDEXED_GZIP)
+        except Exception as e:
+            if self.raw.error is not None:
+                raise self.raw.error from e
+            raise self._bad(e) from e
         sink = _IndexSink()
         sink.write(out.getvalue())
         if sink.header is None or int(sink.header[4]) != self.size:

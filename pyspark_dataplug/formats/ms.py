@@ -48,6 +48,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..cloudobject import by_strategy
-from ..errors import FormatError, OptionError
+from ..errors import DataplugError, FormatError, OptionError
 from ..slices import ByteRange, Slice
 from ..storage import folder_files, get_storage
 from . import _casatable as ct
@@ -195,7 +196,13 @@ class MeasurementSet(Format):
         return [{"uri": info.uri, "etag": info.etag}]
 
     def build_map(self, task: Mapping[str, Any], storage: StorageOptions) -> list[dict[str, Any]]:
-        return [_build(task["uri"], storage)]
+        try:
+            return [_build(task["uri"], storage)]
+        except DataplugError:
+            raise
+        except (ct.LayoutError, UnicodeDecodeError, struct.error, IndexError, KeyError, ValueError) as e:
+            # the layout parsers trust the bytes they are given: a damaged header surfaces as one of these
+            raise _err(task["uri"], f"malformed table files ({type(e).__name__}: {e})") from e
 
     def build_reduce(self, info: ObjectInfo, rows: list[dict[str, Any]], storage: StorageOptions) -> Index:
         import pyarrow as pa
@@ -518,15 +525,60 @@ def _desc_shape(cd: Mapping[str, Any]) -> list[int] | None:
 
 
 def _open_with_casacore(uri: str, path: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Description, data managers and row count, from casacore on the sparse copy (only headers are read)."""
+    """Description, data managers and row count, from casacore on the sparse copy (only headers are read).
+
+    In a child interpreter: casacore aborts the whole process (``std::terminate``) on some damaged
+    ``table.dat`` files, and here that would kill a Spark Python worker; a dead child is a FormatError.
+    A plain subprocess, not multiprocessing: spawning re-imports the parent's ``__main__`` (a Spark
+    worker's), and forking a process with threads is unsafe. The answer comes back as JSON.
+    """
+    import subprocess
+    import sys
+
+    need("casacore.tables", "ms", "indexing a MeasurementSet")
+    code = "import sys; from pyspark_dataplug.formats.ms import _headers_main; _headers_main(sys.argv[1], sys.argv[2])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", code, uri, path], capture_output=True, env=env, timeout=600)
+    if proc.returncode < 0:
+        raise _err(uri, f"casacore crashed (signal {-proc.returncode}) reading its MAIN table's headers: a damaged "
+                        "table.dat or data manager file")
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        raise _err(uri, f"casacore could not read its MAIN table's headers: "
+                        f"{proc.stderr.decode(errors='replace')[-500:]}") from None
+    if "error" in out:
+        raise _err(uri, out["error"])
+    return out["desc"], out["dminfo"], int(out["nrows"])
+
+
+def _headers_main(uri: str, path: str) -> None:
+    """The child of :func:`_open_with_casacore`: its answer, or the error, as JSON on stdout."""
+    import sys
+
+    def plain(o: Any) -> Any:
+        return o.tolist() if hasattr(o, "tolist") else repr(o)
+
+    try:
+        desc, dminfo, nrows = _casacore_headers(uri, path)
+        out: dict[str, Any] = {"desc": desc, "dminfo": dminfo, "nrows": nrows}
+    except FormatError as e:
+        out = {"error": str(e)[len(uri) + 2:] if str(e).startswith(uri) else str(e)}
+    sys.stdout.write(json.dumps(out, default=plain))
+
+
+def _casacore_headers(uri: str, path: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """In the child process of :func:`_open_with_casacore`."""
     tables = need("casacore.tables", "ms", "indexing a MeasurementSet")
     try:
         t = tables.table(path, ack=False, readonly=True)
     except RuntimeError as e:
         raise _err(uri, f"casacore cannot open its MAIN table: {e}") from e
-    try:
+    try:  # casacore opens the data managers lazily: a damaged or missing table.f<n> fails here
         desc = {k: v for k, v in t.getdesc().items()}
         return desc, t.getdminfo(), int(t.nrows())
+    except RuntimeError as e:
+        raise _err(uri, f"casacore cannot read its MAIN table's data managers: {e}") from e
     finally:
         t.close()
 

@@ -142,9 +142,10 @@ class VCF(LineFormat):
             return []
         lines = buf[int(starts[data[0]]):]
         try:
+            str(memoryview(lines), "utf-8")  # the parser makes Arrow strings of these bytes unchecked
             contigs, start, end = positions(lines, "", offset)
-        except FormatError:
-            return [[None, 0, NO_END]]  # a malformed line: never pruned (a STRICT read reports it)
+        except (FormatError, UnicodeDecodeError):
+            return [[None, 0, NO_END]]  # a malformed line or bad UTF-8: never pruned (the read reports it)
         import pyarrow as pa
 
         arr = pa.array(contigs, pa.string()) if not isinstance(contigs, pa.Array) else contigs
@@ -219,6 +220,10 @@ class VCF(LineFormat):
             data = np.flatnonzero(buf[starts] != ord("#"))
             cut = int(starts[data[0]]) if len(data) else len(buf)
             buf, offset = buf[cut:], offset + cut
+        try:  # the parser slices bytes into Arrow strings unchecked: a stray byte would reach Spark as a bad string
+            str(memoryview(buf), "utf-8")
+        except UnicodeDecodeError as e:
+            raise FormatError(slice_.uri, offset + e.start, f"VCF text is not valid UTF-8 ({e.reason})") from None
         region = parse_regions(self.params["region"]) if self.params.get("region") else None
         select = self.params.get("select")
         need = None
