@@ -232,6 +232,10 @@ def _partition_function(fname: str, params: list[inspect.Parameter], run: Callab
     sig = inspect.Signature([inspect.Parameter("cloud_object", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
 
     def partition(*args: Any, **kwargs: Any) -> list[Slice]:
+        unknown = sorted(set(kwargs) - set(sig.parameters))
+        if unknown:  # before missing ones, as Python says it: the keyword meant for another function is the news
+            raise TypeError(f"{fname}() got an unexpected keyword argument {unknown[0]!r}; it takes "
+                            f"{', '.join(list(sig.parameters)[1:])}")
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         return run(**bound.arguments)
