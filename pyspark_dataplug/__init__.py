@@ -23,12 +23,13 @@ from .errors import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from .cloudobject import CloudObject
+    from .cloudobject import CloudDataset, CloudObject
     from .index.build import BuildSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CloudDataset",
     "CloudObject",
     "DataplugError",
     "DefaultSource",
@@ -85,10 +86,10 @@ def build_index(spark: SparkSession, paths: str | list[str], format: str | None 
 
 
 def __getattr__(name: str) -> Any:
-    if name == "CloudObject":
-        from .cloudobject import CloudObject
+    if name in ("CloudObject", "CloudDataset"):  # the engine-agnostic API (seed Dataplug's)
+        from . import cloudobject
 
-        return CloudObject
+        return getattr(cloudobject, name)
     if name == "imzml_mz_axis":  # the shared m/z axis of a continuous imzML (its rows can leave it out)
         from .formats.imzml import imzml_mz_axis
 

@@ -65,6 +65,11 @@ class Dataset:
     def schema(self) -> pa.Schema:
         return self.fmt.output_schema()
 
+    def units(self, strategy: str | None = None) -> int:
+        """What ``strategy`` (default: the read's, else the format's first) divides in the indexed objects."""
+        strategy = check_strategy(self.fmt, strategy or self.options.get("strategy"))
+        return sum(self.fmt.units(i, strategy) for i in self.indexes if i is not None)
+
     def plan(self, partitions: int | None = None, strategy: str | None = None,
              partition_bytes: int | None = None) -> list[list[Slice]]:
         return plan_partitions(
@@ -308,6 +313,14 @@ def select_columns(schema: pa.Schema, spec: str) -> list[str]:
     return picked
 
 
+def check_strategy(fmt: Format, strategy: str | None) -> str:
+    """``strategy``, or the format's default (its first) when None; an unknown one fails with the valid ones."""
+    strategy = strategy or next(iter(fmt.strategies))
+    if strategy not in fmt.strategies:
+        raise OptionError(f"unknown strategy {strategy!r} for format {fmt.name!r}; valid: {', '.join(fmt.strategies)}")
+    return strategy
+
+
 def plan_partitions(
     fmt: Format,
     objects: list[ObjectInfo],
@@ -319,10 +332,7 @@ def plan_partitions(
     min_partitions: int | None = None,
 ) -> list[list[Slice]]:
     """Cut a dataset into partitions, each a list of slices; reads nothing (indexes are already loaded)."""
-    strategies = list(fmt.strategies)
-    strategy = strategy or strategies[0]
-    if strategy not in fmt.strategies:
-        raise OptionError(f"unknown strategy {strategy!r} for format {fmt.name!r}; valid: {', '.join(strategies)}")
+    strategy = check_strategy(fmt, strategy)
     indexed = [(o, i) for o, i in zip(objects, indexes, strict=True) if i is not None]
     scanned = [o for o, i in zip(objects, indexes, strict=True) if i is None]
     out: list[list[Slice]] = [[fmt.scan_slice(o, storage)] for o in scanned]

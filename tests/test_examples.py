@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import os
 import sys
 from pathlib import Path
 
+import pytest
 from data import fastq_reference, make_fastq
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -19,15 +21,34 @@ def _load(name: str):
     return importlib.import_module(name)
 
 
-def test_dask_example_over_s3(s3_store):
+def _engine_example(name: str, s3_store, **kwargs) -> None:
+    """One seed-example engine over the S3 endpoint: its counts equal Biopython's, and its index was built."""
     data = make_fastq(3000, seed=40)
-    uri = s3_store.put("dask/SRR1.fastq.gz", gzip.compress(data))
-    example = _load("fastq_gzip_dask")
-    result = example.run(uri, 6, {"endpoint_url": s3_store.options["endpointUrl"]}, scheduler="processes")
+    uri = s3_store.put(f"{name}/SRR1.fastq.gz", gzip.compress(data))
+    example = _load(name)
+    result = example.run(uri, 6, {"endpoint_url": s3_store.options["endpointUrl"]}, **kwargs)
     ref = fastq_reference(data)
     bases = sum(len(r[2]) for r in ref)
     assert result["slices"] == 6 and result["reads"] == len(ref) and result["bases"] == bases
     assert result["gc"] == sum(r[2].count("G") + r[2].count("C") for r in ref) / bases
+
+
+def test_dask_example_over_s3(s3_store):
+    """Index tasks on the dask.distributed workers (joblib's dask backend), then the bag on the same cluster."""
+    _engine_example("fastq_gzip_dask", s3_store, workers=2, processes=True)
+
+
+def test_pool_example_over_s3(s3_store):
+    """Index tasks in loky's processes, slices in a spawned multiprocessing pool."""
+    _engine_example("fastq_gzip_pool", s3_store, workers=2)
+
+
+def test_ray_example_over_s3(s3_store, monkeypatch):
+    """Index tasks through joblib's ray backend, slices as Ray tasks, on a local Ray instance of 2 CPUs."""
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    # Ray workers find the example's modules as a script's directory would be found: on their PYTHONPATH
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(EXAMPLES), *sys.path]))
+    _engine_example("fastq_gzip_ray", s3_store, workers=2)
 
 
 def test_spark_example(spark, tmp_path):

@@ -22,11 +22,11 @@ import pytest
 from pyspark_dataplug.formats import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = {"genomics", "las", "cog", "imzml", "ms", "dask", "plot", "all"}
+FAMILIES = {"genomics", "las", "cog", "imzml", "ms", "dask", "ray", "plot", "all"}
 KEPT_NAMES = {"fasta", "vcf", "s3"}
 #: optional libraries of the extras; the base install must import and register without any of them
-OPTIONAL = ("laspy", "lazrs", "tifffile", "casacore", "imagecodecs", "matplotlib", "dask", "copclib", "rasterio",
-            "pyimzml")
+OPTIONAL = ("laspy", "lazrs", "tifffile", "casacore", "imagecodecs", "matplotlib", "dask", "distributed", "ray",
+            "copclib", "rasterio", "pyimzml")
 
 
 def _env() -> dict[str, str]:

@@ -580,3 +580,9 @@ def _source(slice_: Slice, size: int) -> ObjectInfo:
 
 partition_tiles_batches = by_strategy("tiles")
 partition_bytes_batches = by_strategy("bytes")
+
+
+# The seed Dataplug's names (formats.geospatial.cog): ``n_splits`` x ``n_splits`` slices of neighbouring tiles
+# (runs of tiles in file order, not a grid of windows: read an area with the ``bbox`` option)
+CloudOptimizedGeoTiff = COG
+grid_partition_strategy = by_strategy("tiles", "n_splits", squared=True)

@@ -137,3 +137,9 @@ class COPC(PointCloud):
 
 partition_points_batches = by_strategy("points")
 partition_nodes_batches = by_strategy("nodes")
+
+
+# The seed Dataplug's names (formats.geospatial.copc). Its square split cut the extent into a grid; here
+# slices hold equal numbers of points in whole octree nodes: read an area with the ``bbox`` option.
+CloudOptimizedPointCloud = COPC
+square_split_strategy = by_strategy("points", "num_chunks")

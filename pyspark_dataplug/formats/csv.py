@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..cloudobject import by_strategy
+from ..cloudobject import by_size, by_strategy
 from ..errors import FormatError, IndexMissingError, OptionError
 from ..options import Opt
 from ._csvscan import (
@@ -449,3 +449,9 @@ def _cast(values: pa.Array, type_name: str, uri: str, offset: int, column: str) 
 
 partition_bytes_batches = by_strategy("bytes")
 partition_records_batches = by_strategy("records")
+
+
+# The seed Dataplug's names (formats.generic.csv re-exports them); slices end at whole records, so its
+# ``padding`` (bytes read past a chunk to find the record's end) has nothing to do.
+partition_num_chunks = by_strategy("bytes", "num_chunks", accepts={"padding": 256})
+partition_chunk_size = by_size("bytes", "chunk_size", accepts={"padding": 256})

@@ -697,3 +697,7 @@ def _name(title: str) -> str:
 
 partition_records_batches = by_strategy("records")
 partition_bases_batches = by_strategy("bases")
+
+
+#: the seed Dataplug's name (formats.genomics.fasta): ``num_chunks`` slices of about equal bases
+partition_chunks_strategy = by_strategy("bases", "num_chunks")

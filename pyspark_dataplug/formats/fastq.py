@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..cloudobject import by_strategy
+from ..cloudobject import by_size, by_strategy
 from ..errors import FormatError
 from ._lines import CR, NL, LineFormat, LineScan, terminated
 
@@ -180,6 +180,9 @@ def _line_start(buf: np.ndarray, line: int) -> int:
 #: most one read, and asking for more batches than reads gives one read per batch (never empty ones).
 partition_reads_batches = by_strategy("records")
 partition_bytes_batches = by_strategy("bytes")
+
+#: the seed Dataplug's per-chunk call: slices of at most ``seq_per_chunk`` reads (``strategy="merge"``: at least)
+partition_sequences_per_chunk = by_size("records", "seq_per_chunk", remainder=True)
 
 
 class FASTQGZip(FASTQ):

@@ -79,7 +79,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..cloudobject import by_strategy
+from ..cloudobject import by_size, by_strategy
 from ..errors import FormatError, IndexFormatError, OptionError
 from ..options import Opt
 from ..slices import ByteRange, RangeTaker, Slice
@@ -951,5 +951,9 @@ def imzml_mz_axis(path: str, **options: Any) -> np.ndarray:
 partition_spectra_batches = by_strategy("spectra")
 partition_bytes_batches = by_strategy("bytes")
 partition_tiles_batches = by_strategy("tiles")
+
+#: the seed Dataplug's name (formats.metabolomics.imzml): slices of whole spectra, at most about
+#: ``chunk_size`` encoded bytes each (a spectrum bigger than that is a slice of its own, not an error)
+partition_chunks_strategy = by_size("bytes", "chunk_size")
 
 __all__ = ["ImzML", "ImzmlParser", "check_layout", "find_ibd", "imzml_mz_axis", "parse_imzml"]

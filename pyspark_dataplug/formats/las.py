@@ -492,3 +492,9 @@ def piece_bounds(uri: str, desc: Mapping[str, Any], pieces: list[list[int]],
 
 partition_points_batches = by_strategy("points")
 partition_chunks_batches = by_strategy("chunks")
+
+
+# The seed Dataplug's names (formats.geospatial.las and .laspc). Its square split cut the extent into a grid;
+# here slices hold equal numbers of points (whole LAZ chunks): read an area with the ``bbox`` option.
+LiDARPointCloud = LAS
+square_split_strategy = by_strategy("points", "num_chunks")

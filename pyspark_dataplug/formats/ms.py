@@ -817,3 +817,8 @@ def _decode_column(c: Mapping[str, Any], mgr: Mapping[str, Any], batch: Mapping[
 
 partition_rows_batches = by_strategy("rows")
 partition_timeslots_batches = by_strategy("timeslots")
+
+
+# The seed Dataplug's names (formats.astronomics.ms): ``num_chunks`` slices cut at time-slot boundaries
+MS = MeasurementSet
+ms_partitioning_strategy = by_strategy("rows", "num_chunks")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ..cloudobject import by_strategy
+from ..cloudobject import by_size, by_strategy
 from ..errors import FormatError
 from ._lines import LineFormat, LineScan, lines_array
 
@@ -43,3 +43,12 @@ class Text(LineFormat):
 
 partition_lines_batches = by_strategy("bytes")
 partition_records_batches = by_strategy("records")
+
+
+# The seed Dataplug's names (formats.generic.text and formats.compressed.gzipped re-export them). gzip is
+# detected from the object's bytes, so one class reads plain and gzip text; slices end at whole lines, so
+# Dataplug's word ``padding`` has nothing to do.
+UTF8Text = GZipText = Text
+whole_words_strategy = by_strategy("bytes", "num_chunks", accepts={"padding": 32})
+partition_num_chunks = by_strategy("records", "n_chunks")
+partition_chunk_lines = by_size("records", "lines_per_chunk", remainder=True)

@@ -293,3 +293,7 @@ class VCF(LineFormat):
 
 partition_variants_batches = by_strategy("bytes")
 partition_records_batches = by_strategy("records")
+
+
+#: the seed Dataplug's name (formats.genomics.vcf); slices end at whole records, so ``padding`` is unused
+partition_num_chunks = by_strategy("bytes", "num_chunks", accepts={"padding": 256})

@@ -177,15 +177,15 @@ def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions,
     for batch in batches:
         ids, results = [], []
         for task_id in batch.column("id").to_pylist():
-            task = tasks[task_id]
-            if kind == "map":
-                out = fmt.build_map(task, storage)
-            else:
-                out = fmt.stats_map(task)
             ids.append(task_id)
-            results.append(json.dumps(out))
+            results.append(_task_result(fmt, storage, kind, tasks[task_id]))
         yield pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), pa.array(results, pa.string())],
                                          names=["id", "result"])
+
+
+def _task_result(fmt: Format, storage: StorageOptions, kind: str, task: Any) -> str:
+    """One map (or stats) task's result as JSON: what crosses back to the driver, whatever the engine."""
+    return json.dumps(fmt.build_map(task, storage) if kind == "map" else fmt.stats_map(task))
 
 
 def run_tasks(spark: SparkSession, fmt: Format, storage: StorageOptions, kind: str,
@@ -329,6 +329,132 @@ Runner = Callable[..., list[Any]]
 
 def spark_runner(spark: SparkSession) -> Runner:
     return functools.partial(run_tasks, spark)
+
+
+def joblib_runner(parallel_config: Mapping[str, Any] | None = None) -> Runner:
+    """A runner that sends the tasks through joblib, configured as ``joblib.parallel_config(**parallel_config)``.
+
+    The seed Dataplug's ``preprocess(parallel_config=...)``: ``{"backend": "dask"}`` runs the tasks on the
+    running Dask client's workers, ``"threading"`` in threads, ``"ray"`` on Ray, ``"loky"`` (joblib's default)
+    in worker processes. A config that names a backend but no ``n_jobs`` uses all of the backend's workers
+    (joblib alone would run one job at a time); ``{}`` is joblib's default, one job in this process. Checked
+    here, before any task runs (:func:`check_parallel_config`).
+    """
+    config = check_parallel_config(parallel_config)
+    with contextlib.ExitStack() as stack:  # a dask backend without a client fails here, before any listing
+        _enter_parallel_config(stack, config)
+    return functools.partial(run_tasks_joblib, config)
+
+
+def _enter_parallel_config(stack: contextlib.ExitStack, config: Mapping[str, Any]) -> None:
+    import joblib
+
+    from ..errors import OptionError
+
+    try:
+        stack.enter_context(joblib.parallel_config(**config))
+    except ValueError as e:  # joblib's dask backend without a running client, and the like
+        what = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if config.get("backend") == "dask":
+            what += ": from dask.distributed import Client; client = Client() (or Client('scheduler:8786'))"
+        raise OptionError(f"parallel_config {dict(config)!r}: {what}") from e
+
+
+def run_tasks_joblib(config: Mapping[str, Any], fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
+                     progress: Callable[[int], None] | None = None) -> list[Any]:
+    """One stage through joblib: each task crosses as (format name, params, storage, descriptor), all plain
+    picklable data, and comes back as JSON, as from a Spark task. Results keep the descriptors' order."""
+    import joblib
+    from joblib.parallel import get_active_backend
+
+    if not tasks:
+        return []
+    with contextlib.ExitStack() as stack:
+        _enter_parallel_config(stack, config)
+        # results as they come, in order, for progress; backends that cannot stream (ray's) give them at the end
+        streams = getattr(get_active_backend()[0], "supports_return_generator", False)
+        jobs = (joblib.delayed(_run_one)(fmt.name, fmt.params, storage, kind, t) for t in tasks)
+        out: list[Any] = []
+        for k, result in enumerate(joblib.Parallel(return_as="generator" if streams else "list")(jobs)):
+            out.append(json.loads(result))
+            if progress is not None:
+                progress(k + 1)
+    return out
+
+
+def _run_one(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions, kind: str, task: Any) -> str:
+    """Worker side of :func:`run_tasks_joblib`: the format is rebuilt from its name and params, as on Spark."""
+    from ..formats import get_format
+
+    return _task_result(get_format(fmt_name, params), storage, kind, task)
+
+
+#: backends joblib knows by name once their library registers them, and the pip extra that brings the library
+_EXTERNAL_BACKENDS = {"dask": ("distributed", "dask"), "ray": ("ray", "ray")}
+
+
+def check_parallel_config(parallel_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``parallel_config`` checked against joblib's own parameters and the backend's, with a named backend's
+    library registered (``dask``, ``ray``), and ``n_jobs=-1`` added when a backend is named without it.
+
+    joblib passes unknown keys on to the backend's constructor, where a typo (``"backed"``) is ignored or
+    fails inside a worker; here it fails at once, with the valid keys.
+    """
+    import joblib
+    from joblib import parallel as jp
+
+    from ..errors import OptionError
+
+    if parallel_config is None:
+        return {}
+    if not isinstance(parallel_config, Mapping):
+        raise OptionError(f"parallel_config must be a dict of joblib.parallel_config arguments, such as "
+                          f"{{'backend': 'dask'}}; got {type(parallel_config).__name__} {parallel_config!r}")
+    config = dict(parallel_config)
+    backend = config.get("backend")
+    valid = _named_params(joblib.parallel_config)
+    if isinstance(backend, str):
+        if backend in _EXTERNAL_BACKENDS:
+            _register_backend(backend)
+        known = sorted(set(jp.BACKENDS) | set(jp.EXTERNAL_BACKENDS) | set(_EXTERNAL_BACKENDS))
+        if backend not in jp.BACKENDS:
+            raise OptionError(f"parallel_config backend {backend!r} is not a joblib backend; valid: {', '.join(known)}")
+        valid |= _named_params(jp.BACKENDS[backend].__init__) | _named_params(jp.ParallelBackendBase.__init__)
+    elif backend is not None and not isinstance(backend, jp.ParallelBackendBase):
+        raise OptionError(f"parallel_config backend must be a joblib backend name or instance, got {backend!r}")
+    unknown = sorted(set(config) - valid)
+    if unknown:
+        raise OptionError(f"parallel_config key(s) {', '.join(map(repr, unknown))} are not joblib.parallel_config "
+                          f"arguments{f' nor {backend!r} backend ones' if isinstance(backend, str) else ''}; valid: "
+                          f"{', '.join(sorted(valid))}")
+    if backend is not None:
+        config.setdefault("n_jobs", -1)
+    return config
+
+
+def _named_params(fn: Callable[..., Any]) -> set[str]:
+    import inspect
+
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def _register_backend(name: str) -> None:
+    """Make joblib know ``dask`` or ``ray`` by name, or fail with the extra to install."""
+    from joblib import parallel as jp
+
+    from ..formats._base import missing_dependency
+
+    module, extra = _EXTERNAL_BACKENDS[name]
+    try:
+        if name == "ray":
+            from ray.util.joblib import register_ray
+
+            register_ray()
+        elif name not in jp.BACKENDS:
+            jp.EXTERNAL_BACKENDS[name]()
+    except ImportError as e:
+        raise missing_dependency(module, extra, f"joblib's {name!r} backend") from e
 
 
 def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store: IndexStore,

@@ -1,0 +1,1 @@
+"""Dataplug's ``formats.generic``: plain text and CSV."""

@@ -1,0 +1,1 @@
+"""Dataplug's ``formats.genomics``: FASTQ, FASTA and VCF."""

@@ -1,0 +1,1 @@
+"""Dataplug's ``formats.metabolomics``: imzML."""
