@@ -448,6 +448,7 @@ def _register_backend(name: str) -> None:
     module, extra = _EXTERNAL_BACKENDS[name]
     try:
         if name == "ray":
+            import ray  # noqa: F401 - first: a cached ray.util.joblib imports even when ray itself cannot
             from ray.util.joblib import register_ray
 
             register_ray()
