@@ -128,6 +128,11 @@ COMMON_OPTIONS: tuple[Opt, ...] = (
         doc="bytes per ranged GET when a task streams its slice (tiny sizes only make sense for tests)"),
     Opt("partsInFlight", "int", 4, bounds=(1, 64),
         doc="ranged GETs a task keeps in flight while it decodes (1: one at a time)"),
+    Opt("maxAttempts", "int", 8, bounds=(1, 50),
+        doc="attempts per S3 request on transient errors (503 SlowDown, 5xx, resets, short bodies, timeouts), "
+            "with exponential backoff; a ranged GET resumes where it broke"),
+    Opt("readTimeout", "int", 60, bounds=(1, 3600),
+        doc="seconds an S3 response may stay silent before the attempt counts as failed (and is retried)"),
     Opt("path", "str", None),
     Opt("paths", "str", None),
 )

@@ -88,6 +88,8 @@ def storage_options(options: Mapping[str, Any]) -> StorageOptions:
         anonymous=bool(options.get("anonymous")),
         part_size=int(options.get("partSize") or 8 << 20),
         parts_in_flight=int(options.get("partsInFlight") or 4),
+        max_attempts=int(options.get("maxAttempts") or 8),
+        read_timeout=int(options.get("readTimeout") or 60),
     )
 
 

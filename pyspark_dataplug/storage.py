@@ -47,6 +47,8 @@ class StorageOptions:
         Unsigned requests, for public buckets.
     max_attempts : int
         Attempts per request for transient errors (5xx, throttling, broken connections).
+    read_timeout : float
+        Seconds a response may stay silent before the attempt fails (and counts as transient).
     part_size, parts_in_flight : int
         A streamed range is read as ranged GETs of ``part_size`` bytes, ``parts_in_flight`` at once (S3's
         guidance: 8-16 MiB byte ranges over several connections).
@@ -56,6 +58,7 @@ class StorageOptions:
     region: str | None = None
     anonymous: bool = False
     max_attempts: int = 8
+    read_timeout: float = 60.0
     part_size: int = 8 << 20
     parts_in_flight: int = 4
 
@@ -334,7 +337,7 @@ def _s3_client(options: StorageOptions):  # noqa: ANN202 - boto3 types are dynam
                 signature_version=UNSIGNED if options.anonymous else None,
                 max_pool_connections=32,
                 connect_timeout=10,
-                read_timeout=60,
+                read_timeout=options.read_timeout,
             )
             client = boto3.session.Session().client(
                 "s3", endpoint_url=options.endpoint_url, region_name=options.region, config=cfg
@@ -356,6 +359,7 @@ def _is_transient(e: BaseException) -> bool:
         ConnectionClosedError,
         ConnectTimeoutError,
         EndpointConnectionError,
+        FlexibleChecksumError,
         IncompleteReadError,
         ReadTimeoutError,
         ResponseStreamingError,
@@ -371,7 +375,9 @@ def _is_transient(e: BaseException) -> bool:
         ConnectionClosedError | ConnectTimeoutError | EndpointConnectionError | IncompleteReadError
         | ReadTimeoutError | ProtocolError | ConnectionError | _ShortRead
         # a connection that broke while a whole body was read: what botocore raises then, not IncompleteReadError
-        | ResponseStreamingError,
+        | ResponseStreamingError
+        # a body that arrived complete by HTTP's rules but not as S3 sent it (cut short, or damaged on the way)
+        | FlexibleChecksumError,
     )
 
 
@@ -419,6 +425,12 @@ def _check_ranged_get(resp: dict, uri: str, lo: int, end: int, etag: str | None,
     return got
 
 
+def _checksum_error() -> type[Exception]:
+    from botocore.exceptions import FlexibleChecksumError
+
+    return FlexibleChecksumError
+
+
 def _retrying(fn: Callable[[], T], what: str, options: StorageOptions) -> T:
     """Run ``fn`` with exponential backoff and full jitter on transient errors; map the rest to ours."""
     delay = 0.1
@@ -453,7 +465,8 @@ def _translate(e: BaseException, what: str, attempts: int, options: StorageOptio
                                    "its index (dataplug index --force)")
         if code == "InvalidRange":
             return StorageError(f"{what}: range not satisfiable (object shorter than its index says?)")
-        return StorageError(f"{what}: {code or e} after {attempts} attempt(s)")
+        cause = f"HTTP {code}" if code.isdigit() else code  # a HEAD's error has no body, only its status
+        return StorageError(f"{what}: {cause or e} after {attempts} attempt(s)")
     if isinstance(e, NoCredentialsError):
         return StorageError(f"{what}: no AWS credentials found; set them, or use anonymous=true for a "
                             "public bucket")
@@ -490,6 +503,7 @@ class S3Storage:
         def attempt() -> None:
             nonlocal got, seen_etag
             lo = start + got
+            kept = len(parts)
             kwargs = {"Bucket": bucket, "Key": key, "Range": f"bytes={lo}-{end - 1}"}
             if etag:
                 kwargs["IfMatch"] = f'"{etag}"'
@@ -500,7 +514,13 @@ class S3Storage:
                 seen_etag = _check_ranged_get(resp, uri, lo, end, etag, seen_etag)
                 # Keep whatever arrived before a break: the retry asks only for the rest.
                 while got < end - start:
-                    chunk = body.read(min(8 << 20, end - start - got))
+                    try:
+                        chunk = body.read(min(8 << 20, end - start - got))
+                    except _checksum_error():
+                        # the body failed its checksum: none of this attempt's bytes can be trusted
+                        got -= sum(len(p) for p in parts[kept:])
+                        del parts[kept:]
+                        raise
                     if not chunk:
                         raise _ShortRead(f"body ended at byte {start + got}")
                     parts.append(chunk)

@@ -12,6 +12,7 @@ import http.client
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
@@ -30,7 +31,13 @@ FAULTS = {
     "ignore-range",  # forward without Range: a 200 with the whole object comes back
     "ignore-if-match",  # forward without If-Match: the current version comes back, whatever its ETag
     "wrong-content-range",  # forward, but shift the Content-Range the response claims by one byte
+    "short",  # forward, but send half the body with a Content-Length to match: a clean, short response
+    "slow",  # forward after ``slow_seconds`` of silence (a slow first byte)
+    "reset",  # read the request, answer nothing, drop the connection (reset before the first byte)
 }
+
+#: The faults a client must survive by retrying (the rest are answers it must refuse, or final).
+TRANSIENT = ("slowdown", "error500", "cut", "short", "slow", "reset")
 
 #: Which requests consume faults.
 MATCHES = {
@@ -38,11 +45,57 @@ MATCHES = {
     "get": lambda method, headers: method == "GET",
     "head": lambda method, headers: method == "HEAD",
     "any": lambda method, headers: True,
+    # by path: what a request is for (``path`` is the request line's target, query included)
+    "list": lambda method, headers, path="": method == "GET" and "list-type=" in path,
+    "put": lambda method, headers: method == "PUT",
+    "index": lambda method, headers, path="": ".dataplug/" in path,
+    "data-get": lambda method, headers, path="": (method == "GET" and ".dataplug/" not in path
+                                                  and "list-type=" not in path),
 }
+
+
+class Schedule:
+    """A deterministic fault schedule: the 1st and then every ``every``-th request ``on`` selects gets a fault.
+
+    The faults go round-robin over ``kinds``, a burst being a kind repeated (``["slowdown"] * 3``). No
+    request target gets more than ``cap`` faults in a row, so a client with ``cap + 1`` attempts always gets
+    through: what a schedule tests is that every fault is survived, not that an unlucky run exhausts the retries.
+    """
+
+    def __init__(self, kinds: list[str], every: int = 2, on: str = "any", cap: int = 3) -> None:
+        unknown = set(kinds) - FAULTS
+        if unknown:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
+        self.kinds, self.every, self.on, self.cap = list(kinds), every, on, cap
+        self.seen = 0
+        self.next = 0
+        self.streak: dict[str, int] = {}
+
+    def pick(self, method: str, path: str, headers: object) -> str | None:
+        if not _matches(self.on, method, headers, path):
+            return None
+        target = f"{method} {path.split('?')[0]}"
+        self.seen += 1
+        if (self.seen - 1) % self.every or self.streak.get(target, 0) >= self.cap:
+            self.streak[target] = 0
+            return None
+        self.streak[target] = self.streak.get(target, 0) + 1
+        kind = self.kinds[self.next % len(self.kinds)]
+        self.next += 1
+        return kind
+
+
+def _matches(on: str, method: str, headers: object, path: str) -> bool:
+    fn = MATCHES[on]
+    return fn(method, headers, path=path) if "path" in fn.__code__.co_varnames else fn(method, headers)
 
 
 class FlakyProxy:
     """Faults (see FAULTS) are consumed in order by the requests ``fault_on`` selects (ranged GETs by default).
+
+    ``schedule``, if set, adds faults from a :class:`Schedule`; ``deny`` holds regular expressions: request
+    paths they match are answered 403 AccessDenied every time (a key the credentials may not read).
+    ``injected`` counts the faults sent, by kind: each transient one must cost one more request, never a row.
 
     ``requests`` records (method, path, Range) of every request, ``headers`` the request headers as sent.
     ``before_forward``, if set, is called with the request number (from 0) before a request goes upstream:
@@ -53,6 +106,10 @@ class FlakyProxy:
         self.upstream = urlparse(upstream)
         self.faults: list[str] = []
         self.fault_on = "ranged-get"
+        self.schedule: Schedule | None = None
+        self.deny: set[str] = set()
+        self.injected: Counter[str] = Counter()
+        self.slow_seconds = 1.0
         self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
         self.before_forward: Callable[[int], None] | None = None
@@ -76,10 +133,21 @@ class FlakyProxy:
                     proxy.requests.append((self.command, self.path, self.headers.get("Range")))
                     proxy.headers.append(dict(self.headers.items()))
                     number = len(proxy.requests) - 1
-                    match = MATCHES[proxy.fault_on](self.command, self.headers)
+                    match = _matches(proxy.fault_on, self.command, self.headers, self.path)
                     fault = proxy.faults.pop(0) if match and proxy.faults else None
+                    if fault is None and proxy.schedule is not None:
+                        fault = proxy.schedule.pick(self.command, self.path, self.headers)
+                    if fault is None and any(re.search(d, self.path) for d in proxy.deny):
+                        fault = "denied"
+                    if fault is not None:
+                        proxy.injected[fault] += 1
                 if fault is not None and fault not in FAULTS:
                     raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+                if fault == "reset":
+                    self.close_connection = True
+                    return
+                if fault == "slow":
+                    time.sleep(proxy.slow_seconds)
                 if fault == "slowdown":
                     self._reply(503, SLOWDOWN)
                     return
@@ -103,6 +171,10 @@ class FlakyProxy:
                 resp = conn.getresponse()
                 data = resp.read()
                 conn.close()
+                if fault in ("cut", "short") and (self.command == "HEAD" or not data):
+                    # no body to cut: the connection drops after the server acted (a PUT that did land)
+                    self.close_connection = True
+                    return
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -111,7 +183,14 @@ class FlakyProxy:
                         self.send_header(k, v)
                 # a HEAD has no body: its Content-Length is the object's size, pass it on
                 length = resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
-                self.send_header("Content-Length", length)
+                if fault != "short" or self.command == "HEAD":
+                    self.send_header("Content-Length", length)
+                if fault == "short" and self.command != "HEAD":
+                    # a response complete by HTTP's rules, but shorter than the range or object asked for
+                    self.send_header("Content-Length", str(len(data) // 2))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    return
                 if fault == "cut":
                     # promise the whole body, send half, drop the connection: a reset mid-stream
                     self.send_header("Connection", "close")
