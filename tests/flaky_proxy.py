@@ -74,9 +74,11 @@ class Schedule:
     def pick(self, method: str, path: str, headers: object) -> str | None:
         if not _matches(self.on, method, headers, path):
             return None
-        target = f"{method} {path.split('?')[0]}"
+        # one logical request: its retries, resumed ranged GETs too, keep the method, path and range end
+        rng = getattr(headers, "get", lambda k: None)("Range") or ""
+        target = f"{method} {path.split('?')[0]} {rng.rsplit('-', 1)[-1]}"
         self.seen += 1
-        if (self.seen - 1) % self.every or self.streak.get(target, 0) >= self.cap:
+        if (self.seen - 1) % self.every or self.streak.get(target, 0) >= self.cap:  # a pass ends its streak
             self.streak[target] = 0
             return None
         self.streak[target] = self.streak.get(target, 0) + 1
