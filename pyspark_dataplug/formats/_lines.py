@@ -203,7 +203,7 @@ class ChunkedBuild(Format):
                         for s in range(0, info.size, SPLIT_BYTES)]
             # one sequential pass: a gzip stream cannot be entered without a seek point
             return [{**task, "codec": "gzip", "index_dir": index_dir}]
-        sniffed = self._sniff_object(info, storage)
+        sniffed = self._sniff_object(info, storage, head)
         split = max(self.spacing, SPLIT_BYTES // self.spacing * self.spacing)
         return [{**task, "start": s, "end": min(info.size, s + split), "sniff": sniffed}
                 for s in range(0, info.size, split)]
@@ -219,11 +219,12 @@ class ChunkedBuild(Format):
         return info.size >= n and get_storage(info.uri, storage).read(
             info.uri, info.size - n, info.size, etag=info.etag) == gz.BGZF_EOF
 
-    def _sniff_object(self, info: ObjectInfo, storage: StorageOptions | None) -> dict[str, Any]:
+    def _sniff_object(self, info: ObjectInfo, storage: StorageOptions | None, first: bytes = b"") -> dict[str, Any]:
         st = get_storage(info.uri, storage)
         n = min(info.size, HEAD_BYTES)
         while True:
-            head = st.read(info.uri, 0, n, etag=info.etag) if n else b""
+            # the driver's first bytes are reused when they are enough: one request less per object
+            head = first[:n] if len(first) >= n else st.read(info.uri, 0, n, etag=info.etag) if n else b""
             sniffed = self.sniff(info.uri, head, n >= info.size)
             if sniffed is not None:
                 return sniffed

@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..storage import ObjectInfo, StorageOptions, get_storage
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -156,19 +159,79 @@ class _Tracker:
 
 
 def _stage(runner: Runner, fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
-           tracker: _Tracker | None, name: str, owner: list[int]) -> list[Any]:
-    """One stage through the runner; with a tracker, the runner also reports tasks done (``progress=``)."""
+           tracker: _Tracker | None, name: str, owner: list[int], sizes: list[int]) -> list[Any]:
+    """One stage through the runner; with a tracker, the runner also reports tasks done (``progress=``).
+
+    ``weights`` (an object's bytes shared by its tasks in this stage) let a runner put small tasks together.
+    """
+    per_object = Counter(owner)
+    weights = [sizes[o] // per_object[o] for o in owner]
     if tracker is None or not tasks:
-        return runner(fmt, storage, kind, tasks)
+        return runner(fmt, storage, kind, tasks, weights=weights)
     done = tracker.stage(name, owner)
-    results = runner(fmt, storage, kind, tasks, progress=done)
+    results = runner(fmt, storage, kind, tasks, progress=done, weights=weights)
     done(len(tasks))
     return results
 
 
+#: bytes of each object the driver reads to plan its build tasks (what :meth:`Format.build_tasks` gets)
+FIRST_BYTES = 64 << 10
+
+#: a map task under this many bytes shares a Spark task with its neighbours: Spark's own file sources count
+#: ``spark.sql.files.openCostInBytes`` (4 MiB) per file, scheduling a task costing about as much as reading that
+SMALL_TASK_BYTES = 4 << 20
+#: the most bytes of small tasks one Spark task takes (``spark.sql.files.maxPartitionBytes``)
+PACKED_TASK_BYTES = 128 << 20
+
+
+def pack_tasks(weights: list[int], parallelism: int) -> list[list[int]]:
+    """Consecutive small tasks grouped into one Spark task each; a task of 4 MiB or more runs alone.
+
+    2,000 small objects are 2,000 map tasks of a few KB: one Spark task each spends ~100 ms per object on
+    scheduling alone. Spark's rule for small files packs them, each counted with a 4 MiB open cost, into
+    tasks of ``min(128 MiB, max(4 MiB, bytes / parallelism))``, so every core still gets work. Order is kept:
+    progress counts tasks done in order.
+    """
+    small = sum(w + SMALL_TASK_BYTES for w in weights if w < SMALL_TASK_BYTES)
+    target = min(PACKED_TASK_BYTES, max(SMALL_TASK_BYTES, small // max(1, parallelism)))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    filled = 0
+    for k, w in enumerate(weights):
+        if w >= SMALL_TASK_BYTES:
+            if current:
+                groups.append(current)
+                current, filled = [], 0
+            groups.append([k])
+            continue
+        if current and filled + w + SMALL_TASK_BYTES > target:
+            groups.append(current)
+            current, filled = [], 0
+        current.append(k)
+        filled += w + SMALL_TASK_BYTES
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _parallel(fn: Callable[[Any], T], items: list[Any]) -> list[T]:
+    """``fn`` over ``items`` in a few dozen threads, results in order: the driver's per-object requests
+    (manifest checks, first bytes, index writes) are round trips, 2,000 objects one after the other wait
+    minutes for them."""
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..plan import LOAD_THREADS
+
+    with ThreadPoolExecutor(max_workers=min(LOAD_THREADS, len(items)), thread_name_prefix="dataplug-build") as pool:
+        return list(pool.map(fn, items))
+
+
 def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions, kind: str,
-              tasks: list[Any], batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Executor side: run the map (or stats) tasks whose ids arrive in ``batches``."""
+              tasks: list[Any], batches: Iterator[pa.RecordBatch],
+              groups: list[list[int]] | None = None) -> Iterator[pa.RecordBatch]:
+    """Executor side: run the map (or stats) tasks whose ids (or ids of ``groups`` of them) arrive in ``batches``."""
     import pyarrow as pa
 
     from ..formats import get_format
@@ -176,9 +239,10 @@ def _run_task(fmt_name: str, params: Mapping[str, Any], storage: StorageOptions,
     fmt = get_format(fmt_name, params)
     for batch in batches:
         ids, results = [], []
-        for task_id in batch.column("id").to_pylist():
-            ids.append(task_id)
-            results.append(_task_result(fmt, storage, kind, tasks[task_id]))
+        for group_id in batch.column("id").to_pylist():
+            for task_id in groups[group_id] if groups is not None else (group_id,):
+                ids.append(task_id)
+                results.append(_task_result(fmt, storage, kind, tasks[task_id]))
         yield pa.RecordBatch.from_arrays([pa.array(ids, pa.int64()), pa.array(results, pa.string())],
                                          names=["id", "result"])
 
@@ -189,21 +253,38 @@ def _task_result(fmt: Format, storage: StorageOptions, kind: str, task: Any) -> 
 
 
 def run_tasks(spark: SparkSession, fmt: Format, storage: StorageOptions, kind: str,
-              tasks: list[Any], progress: Callable[[int], None] | None = None) -> list[Any]:
-    """Run one Spark stage with one task per descriptor; returns the results in descriptor order.
+              tasks: list[Any], progress: Callable[[int], None] | None = None,
+              weights: list[int] | None = None) -> list[Any]:
+    """Run one Spark stage, a Spark task per descriptor or per group of small ones (:func:`pack_tasks`);
+    returns the results in descriptor order.
 
     ``progress`` is called with the number of tasks done while the stage runs (see :func:`watch_tasks`).
     """
     if not tasks:
         return []
-    fn = functools.partial(_run_task, fmt.name, fmt.params, storage, kind, tasks)
-    df = spark.range(0, len(tasks), 1, numPartitions=len(tasks)).mapInArrow(fn, "id long, result string")
+    groups = pack_tasks(weights or [SMALL_TASK_BYTES] * len(tasks), _parallelism(spark))
+    fn = functools.partial(_run_task, fmt.name, fmt.params, storage, kind, tasks, groups=groups)
+    df = spark.range(0, len(groups), 1, numPartitions=len(groups)).mapInArrow(fn, "id long, result string")
     results: list[Any] = [None] * len(tasks)
-    with watch_tasks(spark, progress, len(tasks)):
+    if progress is not None:
+        ends = [0]
+        for g in groups:
+            ends.append(ends[-1] + len(g))
+        by_group = progress
+        progress = lambda n: by_group(ends[min(n, len(groups))])  # noqa: E731 - Spark counts groups
+    with watch_tasks(spark, progress, len(groups)):
         rows = df.collect()
     for row in rows:
         results[row["id"]] = json.loads(row["result"])
     return results
+
+
+def _parallelism(spark: SparkSession) -> int:
+    """Cores the job may use: the classic session knows; through Spark Connect, assume a small cluster."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return 16
 
 
 #: seconds between two looks at Spark's task counts
@@ -307,7 +388,7 @@ def requested_build_params(fmt: Format, raw: Mapping[str, Any]) -> dict[str, Any
 
 
 def run_tasks_locally(fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
-                      progress: Callable[[int], None] | None = None) -> list[Any]:
+                      progress: Callable[[int], None] | None = None, weights: list[int] | None = None) -> list[Any]:
     """The same tasks in this process, one after the other: for the engine-agnostic API and small data."""
     import pyarrow as pa
 
@@ -322,8 +403,9 @@ def run_tasks_locally(fmt: Format, storage: StorageOptions, kind: str, tasks: li
     return out
 
 
-#: ``runner(fmt, storage, kind, tasks) -> results``; builds that show progress also pass ``progress=``, a
-#: callable to call with the number of tasks done so far (every runner here takes it)
+#: ``runner(fmt, storage, kind, tasks, weights=...) -> results``; ``weights`` are the tasks' bytes; builds that
+#: show progress also pass ``progress=``, a callable to call with the number of tasks done so far (every runner
+#: here takes both)
 Runner = Callable[..., list[Any]]
 
 
@@ -361,9 +443,10 @@ def _enter_parallel_config(stack: contextlib.ExitStack, config: Mapping[str, Any
 
 
 def run_tasks_joblib(config: Mapping[str, Any], fmt: Format, storage: StorageOptions, kind: str, tasks: list[Any],
-                     progress: Callable[[int], None] | None = None) -> list[Any]:
+                     progress: Callable[[int], None] | None = None, weights: list[int] | None = None) -> list[Any]:
     """One stage through joblib: each task crosses as (format name, params, storage, descriptor), all plain
-    picklable data, and comes back as JSON, as from a Spark task. Results keep the descriptors' order."""
+    picklable data, and comes back as JSON, as from a Spark task. Results keep the descriptors' order
+    (joblib batches small tasks itself: ``weights`` are not needed)."""
     import joblib
     from joblib.parallel import get_active_backend
 
@@ -469,13 +552,18 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     t0 = time.perf_counter()
     summary = BuildSummary(fmt.name)
     todo = []
-    for info in objects:
+
+    def existing(info: ObjectInfo) -> tuple[dict[str, Any] | None, Index | None]:
         manifest = None if force else store.load_manifest(info.uri, fmt.name)
+        side = fmt.sidecar_index(info, storage) if not force and manifest is None else None
+        return manifest, side
+
+    for info, (manifest, side) in zip(objects, _parallel(existing, objects), strict=True):
         if manifest is not None and _keeps(manifest, info, fmt, requested):
             summary.skipped.append(info.uri)
             summary.objects.append(ObjectBuild(info.uri, "up to date", info.size, _int(manifest.get("records")),
                                                _int(manifest.get("index_bytes"))))
-        elif not force and manifest is None and (side := fmt.sidecar_index(info, storage)) is not None:
+        elif side is not None:
             summary.skipped.append(info.uri)
             summary.objects.append(ObjectBuild(info.uri, "sidecar", info.size, _int(side.manifest.get("records"))))
         else:
@@ -483,13 +571,19 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
     tracker = _Tracker(progress, todo, len(summary.skipped), t0) if progress is not None else None
     tasks: list[dict[str, Any]] = []
     owner: list[int] = []
-    for i, info in enumerate(todo):
-        head = b"" if fmt.folder_marker else get_storage(info.uri, storage).read(info.uri, 0, min(info.size, 64),
-                                                                                    etag=info.etag)
-        for t in fmt.build_tasks(info, head, store.dir(info.uri, fmt.name), storage):
+
+    def plan_object(info: ObjectInfo) -> list[Any]:
+        # the first 64 KiB: enough for every format's magic and for a line format's header and first records
+        head = b"" if fmt.folder_marker else get_storage(info.uri, storage).read(
+            info.uri, 0, min(info.size, FIRST_BYTES), etag=info.etag)
+        return fmt.build_tasks(info, head, store.dir(info.uri, fmt.name), storage)
+
+    sizes = [info.size for info in todo]
+    for i, object_tasks in enumerate(_parallel(plan_object, todo)):
+        for t in object_tasks:
             tasks.append(t)
             owner.append(i)
-    results = _stage(runner, fmt, storage, "map", tasks, tracker, "map", owner)
+    results = _stage(runner, fmt, storage, "map", tasks, tracker, "map", owner, sizes)
     per_object: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for i, rows in zip(owner, results, strict=True):
         per_object[i].extend(rows)
@@ -500,7 +594,8 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
         for t in fmt.build_followup(info, per_object[i], store.dir(info.uri, fmt.name)):
             more.append(t)
             more_owner.append(i)
-    for i, rows in zip(more_owner, _stage(runner, fmt, storage, "map", more, tracker, "follow-up", more_owner),
+    for i, rows in zip(more_owner, _stage(runner, fmt, storage, "map", more, tracker, "follow-up", more_owner,
+                                                    sizes),
                        strict=True):
         per_object[i].extend(rows)
     indexes: list[Index] = []
@@ -517,17 +612,32 @@ def build_indexes(runner: Runner, fmt: Format, objects: list[ObjectInfo], store:
             for s in fmt.stats_slices(index, storage):
                 stat_tasks.append(s)
                 stat_owner.append(i)
-        stats = _stage(runner, fmt, storage, "stats", stat_tasks, tracker, "stats", stat_owner)
+        stats = _stage(runner, fmt, storage, "stats", stat_tasks, tracker, "stats", stat_owner, sizes)
         grouped: dict[int, list[Any]] = defaultdict(list)
         for i, row in zip(stat_owner, stats, strict=True):
             grouped[i].append(row)
         for i, index in enumerate(indexes):
             fmt.stats_reduce(index, grouped[i])
-    for k, (info, index) in enumerate(zip(todo, indexes, strict=True)):
-        if tracker is not None:
-            tracker.written(k)
+    written = 0
+    lock = threading.Lock()
+
+    def save(k: int) -> str:
+        nonlocal written
+        info, index = todo[k], indexes[k]
         index.manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
-        summary.locations[info.uri] = store.save(info, fmt.name, index)
+        location = store.save(info, fmt.name, index)
+        if tracker is not None:
+            with lock:
+                written += 1
+                if written < len(todo):  # the last one is "done"
+                    tracker.written(written)
+        return location
+
+    if tracker is not None and todo:
+        tracker.written(0)
+    locations = _parallel(save, list(range(len(todo))))
+    for info, index, location in zip(todo, indexes, locations, strict=True):
+        summary.locations[info.uri] = location
         summary.indexed.append(info.uri)
         summary.bytes_scanned += info.size
         index_bytes = int(index.manifest.get("index_bytes", 0))
