@@ -344,11 +344,14 @@ def plan_partitions(
     if total_units == 0:
         return out
     if partitions is None:
-        # Spark's own rule for files: slices of partitionBytes, but spread over the cores when that gives
-        # fewer partitions than cores -- unless the slices would be tiny (Spark's openCostInBytes, 4 MiB)
-        weight = sum(fmt.weight(i) for _, i in indexed)
+        # Spark's own rule for files: slices of partitionBytes, an object counting at least its open cost of
+        # 4 MiB (so 2,000 small objects are ~63 tasks, not one task opening 2,000 objects one by one), but
+        # spread over the cores when that gives fewer partitions than cores -- unless the slices would be tiny
+        weights = [fmt.weight(i) for _, i in indexed]
+        weight = sum(weights)
+        opened = sum(max(w, MIN_SPLIT_BYTES) for w in weights)
         parallelism = min_partitions or os.cpu_count() or 1
-        partitions = max(1, math.ceil(weight / (partition_bytes or (128 << 20))),
+        partitions = max(1, math.ceil(opened / (partition_bytes or (128 << 20))),
                          min(parallelism, weight // MIN_SPLIT_BYTES))
     n = max(1, min(int(partitions), total_units))
     cuts = [total_units * k // n for k in range(n + 1)]
