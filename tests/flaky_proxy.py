@@ -112,6 +112,9 @@ class FlakyProxy:
         self.deny: set[str] = set()
         self.injected: Counter[str] = Counter()
         self.slow_seconds = 1.0
+        #: until this time.monotonic(), every request is answered 503 SlowDown: a throttling burst, as S3
+        #: gives a prefix that suddenly gets more requests than its partition serves
+        self.throttled_until = 0.0
         self.requests: list[tuple[str, str, str | None]] = []
         self.headers: list[dict[str, str]] = []
         self.before_forward: Callable[[int], None] | None = None
@@ -141,6 +144,8 @@ class FlakyProxy:
                         fault = proxy.schedule.pick(self.command, self.path, self.headers)
                     if fault is None and any(re.search(d, self.path) for d in proxy.deny):
                         fault = "denied"
+                    if fault is None and time.monotonic() < proxy.throttled_until:
+                        fault = "slowdown"
                     if fault is not None:
                         proxy.injected[fault] += 1
                 if fault is not None and fault not in FAULTS:

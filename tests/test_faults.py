@@ -102,6 +102,22 @@ def test_every_path_survives_every_transient_fault(s3_server: str, fastq_object:
     tally[1] += injected
 
 
+def test_a_throttling_burst_on_every_request_is_waited_out(s3_server: str, fastq_object: tuple) -> None:
+    """For 0.8 s every request is refused: the reads back off (full jitter, doubling) and all get through."""
+    prefix, uri, reference = fastq_object
+    with FlakyProxy(s3_server) as proxy:
+        slices = CloudObject("fastq", uri, _options(proxy.endpoint, partSize="16k", partsInFlight="4")).slices(
+            num_slices=4, strategy="records")
+        proxy.throttled_until = time.monotonic() + 0.8
+        rows = [tuple(r.values()) for s in slices for r in s.get().to_pylist()]
+        injected = proxy.injected["slowdown"]
+    assert rows == reference
+    assert injected >= 4  # the parts in flight were all refused at least once
+    TALLY.setdefault("slowdown", [0, 0])
+    TALLY["slowdown"][0] += injected
+    TALLY["slowdown"][1] += injected
+
+
 def test_a_stall_longer_than_read_timeout_is_retried(s3_server: str, fastq_object: tuple) -> None:
     prefix, uri, reference = fastq_object
     with FlakyProxy(s3_server) as proxy:
