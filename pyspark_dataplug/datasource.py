@@ -92,9 +92,11 @@ class DataplugReader(DataSourceReader):
         return parts or [DataplugPartition(())]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        from .slices import prefetched
+
         assert isinstance(partition, DataplugPartition)
-        for s in partition.slices:
-            yield from s.batches()
+        for s, reader in prefetched(partition.slices):
+            yield from s.batches(reader)
 
 
 class DataplugPushdownReader(DataplugReader):

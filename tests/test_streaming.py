@@ -99,3 +99,30 @@ def test_parts_in_flight_over_s3_with_faults(s3_store):
     sizes = [int(r.split("-")[1]) - int(r.split("=")[1].split("-")[0]) + 1 for r, _ in gets]
     assert len(gets) > 8 and max(sizes) <= 64 * 1024
     assert all(h.get("If-Match") for _, h in gets)  # every part is checked against the indexed version
+
+
+def test_small_slices_are_fetched_ahead_and_errors_arrive_in_turn(s3_store):
+    """A task's small slices come with their bytes fetched ahead; rows as without, an error at its own slice."""
+    from pyspark_dataplug.errors import ObjectNotFoundError
+    from pyspark_dataplug.slices import prefetched
+
+    data = {f"o{i:02d}.fastq": make_fastq(6, seed=300 + i) for i in range(12)}
+    for name, blob in data.items():
+        s3_store.put(name, blob)
+    from pyspark_dataplug import CloudDataset
+
+    co = CloudDataset("fastq", [f"{s3_store.root}/{n}" for n in data], {**s3_store.options, "partsInFlight": "4"})
+    co.preprocess()
+    slices = co.slices(num_slices=1)
+    assert len(slices) == 12
+    want = [r for blob in data.values() for r in fastq_reference(blob)]
+    pairs = list(prefetched(slices))
+    assert all(r.buffers is not None for _, r in pairs[:4])  # the first ones came with their bytes
+    got = [tuple(r.values()) for s, reader in pairs for b in s.batches(reader) for r in b.to_pylist()]
+    assert got == want
+    s3_store.delete(f"{s3_store.root}/o07.fastq")
+    seen = []
+    with pytest.raises(ObjectNotFoundError, match=r"o07\.fastq"):
+        for s, reader in prefetched(slices):
+            seen.extend(tuple(r.values()) for b in s.batches(reader) for r in b.to_pylist())
+    assert seen == [r for n in sorted(data)[:7] for r in fastq_reference(data[n])]  # every slice before it, whole
