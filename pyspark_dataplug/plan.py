@@ -349,10 +349,13 @@ def plan_partitions(
         # spread over the cores when that gives fewer partitions than cores -- unless the slices would be tiny
         weights = [fmt.weight(i) for _, i in indexed]
         weight = sum(weights)
-        opened = sum(max(w, MIN_SPLIT_BYTES) for w in weights)
+        pb = partition_bytes or (128 << 20)
+        # objects of a partition or more are cut into partitionBytes; smaller ones share partitions, each
+        # counted with the open cost (Spark's bin packing of small files)
+        big = sum(math.ceil(w / pb) for w in weights if w >= pb)
+        small = sum(w + MIN_SPLIT_BYTES for w in weights if w < pb)
         parallelism = min_partitions or os.cpu_count() or 1
-        partitions = max(1, math.ceil(opened / (partition_bytes or (128 << 20))),
-                         min(parallelism, weight // MIN_SPLIT_BYTES))
+        partitions = max(1, big + math.ceil(small / pb), min(parallelism, weight // MIN_SPLIT_BYTES))
     n = max(1, min(int(partitions), total_units))
     cuts = [total_units * k // n for k in range(n + 1)]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -70,7 +71,14 @@ class Index:
 
 
 def index_dir(uri: str, fmt: str, index_location: str | None = None) -> str:
-    """The index prefix of one object for one format (see the module docstring)."""
+    """The index prefix of one object for one format (see the module docstring).
+
+    Under ``indexLocation`` the object's bucket and key become a path, and an S3 key is any string: ``a/../../x``
+    or ``/etc/x`` must not climb out of the location once a local file system (or a tool that normalizes
+    paths) reads it, and two objects must never share an index. So ``.`` and ``..`` and empty segments are
+    written percent-encoded, and so is ``%`` itself (which keeps the mapping one-to-one); ordinary keys are
+    unchanged.
+    """
     uri = normalize_uri(uri)
     if not index_location:
         return join_uri(uri + INDEX_SUFFIX, fmt)
@@ -80,7 +88,58 @@ def index_dir(uri: str, fmt: str, index_location: str | None = None) -> str:
     else:
         rel = uri.lstrip("/")
     base = index_location if is_s3(index_location) else normalize_uri(index_location)
-    return join_uri(base, rel + INDEX_SUFFIX, fmt)
+    return base.rstrip("/") + "/" + "/".join(_segment(p) for p in (rel + INDEX_SUFFIX).split("/")) + "/" + fmt
+
+
+_DOT_SEGMENTS = {"": "%", ".": "%2E", "..": "%2E%2E"}
+
+
+def _segment(part: str) -> str:
+    part = part.replace("%", "%25")
+    return _DOT_SEGMENTS.get(part, part)
+
+
+#: a file name an index may name: no folder, no climbing, no scheme (it is joined to the index's location)
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+def validate_manifest(manifest: dict[str, Any], fmt: str, where: str) -> None:
+    """Check the keys every reader uses before any is used: types, ranges and file names.
+
+    A manifest is read from storage, where anyone who can write the bucket can put anything: a wrong type
+    must be a clear error here, not a TypeError deep in a Spark task, and a table or blob named
+    ``../../other/object`` must never make a reader fetch (or a rebuild delete) a file outside the index.
+    Format-specific ``attrs`` are checked by their formats.
+    """
+    def bad(key: str, what: str) -> IndexFormatError:
+        return IndexFormatError(f"{where}: key {key!r} {what}; the index is damaged or not ours: rebuild it "
+                                f"(dataplug index --force --format {fmt} <object>)")
+
+    def whole(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(key, f"must be a whole number >= 0, not {value!r}"[:200])
+
+    if manifest.get("format") != fmt:
+        raise bad("format", f"is {manifest.get('format')!r}, this read is of format {fmt!r}")
+    source = manifest.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("uri"), str) \
+            or not isinstance(source.get("etag"), str):
+        raise bad("source", "must hold the indexed object's uri, size and etag")
+    whole("source.size", source.get("size"))
+    if "records" in manifest:
+        whole("records", manifest["records"])
+    for key in ("tables", "blobs", "blob_sizes", "index_params", "build_params", "attrs"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(key, f"must be an object, not {type(manifest[key]).__name__}")
+    for key in ("tables", "blobs"):
+        for name, rel in manifest.get(key, {}).items():
+            if not isinstance(rel, str) or not _FILE_NAME.fullmatch(rel) or ".." in rel:
+                raise bad(f"{key}.{name}", f"must be a plain file name inside the index, not {rel!r}"[:300])
+    for name, size in manifest.get("blob_sizes", {}).items():
+        whole(f"blob_sizes.{name}", size)
+    for key in ("uncompressed_size", "index_bytes"):
+        if key in manifest:
+            whole(key, manifest[key])
 
 
 class IndexStore:
@@ -106,12 +165,13 @@ class IndexStore:
             manifest = json.loads(raw)
         except ValueError as e:
             raise IndexFormatError(f"{location}/{MANIFEST}: not valid JSON ({e}); rebuild the index") from e
-        version = manifest.get("dataplug_index_version")
+        version = manifest.get("dataplug_index_version") if isinstance(manifest, dict) else None
         if version != INDEX_VERSION:
             raise IndexFormatError(
                 f"{location}: index version {version!r}, this release reads version {INDEX_VERSION}; rebuild "
                 f"it with: dataplug index --force --format {fmt} {uri}"
             )
+        validate_manifest(manifest, fmt, f"{location}/{MANIFEST}")
         return manifest
 
     def load(self, info: ObjectInfo, fmt: str, index_params: dict[str, Any] | None = None,
