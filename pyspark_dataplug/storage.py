@@ -116,6 +116,14 @@ class Storage(Protocol):
         """Every file below a folder, at any depth (none: an empty list), index folders excepted."""
         ...
 
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        """The files directly in a folder, by name, with their last-modified times (seconds since the epoch).
+
+        Every name is listed, index folders and hidden files too: index cleanup uses it on an index folder.
+        Times come from the storage's clock, so callers compare them with each other, not with this host's.
+        """
+        ...
+
 
 def is_s3(uri: str) -> bool:
     return uri.startswith(("s3://", "s3a://", "s3n://"))
@@ -301,6 +309,20 @@ class LocalStorage:
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.endswith(INDEX_SUFFIX))
             out.extend(self.info(os.path.join(folder, f)) for f in sorted(files))
+        return out
+
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        try:
+            entries = list(os.scandir(normalize_uri(prefix)))
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for e in entries:
+            try:
+                if e.is_file():
+                    out[e.name] = e.stat().st_mtime
+            except FileNotFoundError:  # deleted while listed
+                continue
         return out
 
 
@@ -617,6 +639,25 @@ class S3Storage:
                 k = obj["Key"]
                 if not k.endswith("/") and INDEX_SUFFIX + "/" not in k:
                     out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        return out
+
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key.rstrip("/") else ""
+        out: dict[str, float] = {}
+        token: str | None = None
+        while True:
+            kwargs = {"Bucket": bucket, "Prefix": key, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), prefix, self.options)
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(key):]
+                if name:
+                    out[name] = obj["LastModified"].timestamp()
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
