@@ -152,6 +152,13 @@ def patch(cls):
 
 patch(S.LocalStorage)
 patch(S.S3Storage)
+if stage == "manifest-unrenamed":  # killed between writing the temporary file and renaming it
+    rename = os.replace
+    def replace(src, dst):
+        if str(dst).endswith("/manifest.json"):
+            die()
+        rename(src, dst)
+    os.replace = replace
 plan_build(uri, fmt, **opts).run(runner, force=True)
 print("finished")
 """
@@ -179,9 +186,14 @@ def test_two_builds_in_two_processes(tmp_path: Path, request: pytest.FixtureRequ
 # ------------------------------------------------------------------------------------- a build killed at each stage
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+#: where the child build is killed: after its map tasks (blobs stored), after its first table, after the manifest
+#: is published (before cleanup), and, locally, with the manifest written to its temporary file but not renamed
+STAGES = [(stage, kind) for stage in ("map", "tables", "manifest-written") for kind in ("local", "s3")]
+STAGES.append(("manifest-unrenamed", "local"))  # an S3 PUT has no such moment: it is atomic
+
+
 @pytest.mark.parametrize("previous", [False, True], ids=["first-build", "rebuild"])
-@pytest.mark.parametrize("stage", ["map", "tables", "manifest-written"])
+@pytest.mark.parametrize(("stage", "kind"), STAGES)
 def test_build_killed_at_a_stage(kind: str, previous: bool, stage: str, tmp_path: Path,
                                  request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     fmt, uri, ref, opts = _put(make_store(kind, tmp_path, request), "fastq.gz")
@@ -208,6 +220,8 @@ def test_build_killed_at_a_stage(kind: str, previous: bool, stage: str, tmp_path
         after = _assert_complete(fmt, uri, opts, ref)
         assert after["build_id"] == before["build_id"]
         assert listed - store_mod._files(before) - {store_mod.MANIFEST}
+    if stage == "manifest-unrenamed":
+        assert any(name.startswith(store_mod.MANIFEST + ".tmp-") for name in listed)
     _clean_up(fmt, uri, opts, ref, monkeypatch)
 
 
@@ -249,7 +263,7 @@ def test_read_survives_one_rebuild_and_fails_clearly_after_two(kind: str, tmp_pa
     _build(fmt, uri, opts)
     assert [tuple(r.values()) for s in planned for r in s.get().to_pylist()] == ref
     _build(fmt, uri, opts)
-    with pytest.raises(DataplugError, match=r"windows-\w+\.bin"):
+    with pytest.raises(IndexMissingError, match=r"windows-\w+\.bin, named by the index manifest .* rebuilt at least"):
         for s in planned:
             s.get()
     with pytest.raises(IndexMissingError, match="rebuilt at least twice"):

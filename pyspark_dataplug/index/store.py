@@ -277,14 +277,20 @@ class _Tables(dict):  # type: ignore[type-arg]
 
 
 def read_index_file(store: IndexStore, location: str, rel: str) -> bytes:
-    """A file the loaded manifest names; gone means the index was rebuilt twice since (module docstring)."""
+    """A file the loaded manifest names (see :func:`index_file_gone`)."""
     try:
         return store._read(join_uri(location, rel))
     except ObjectNotFoundError as e:
-        raise IndexMissingError(
-            f"{location}: {rel}, named by the index manifest this read loaded, is gone: the index was rebuilt at "
-            f"least twice while the read ran; run the read again"
-        ) from e
+        raise index_file_gone(join_uri(location, rel)) from e
+
+
+def index_file_gone(uri: str) -> IndexMissingError:
+    """The error for an index file that a loaded manifest names and that is gone: by the generation rule
+    (module docstring), the index was rebuilt at least twice while the read ran."""
+    return IndexMissingError(
+        f"{uri}, named by the index manifest this read loaded, is gone: the index was rebuilt at least twice "
+        f"while the read ran; run the read again"
+    )
 
 
 def store_blob(location: str, name: str, data: bytes, storage: StorageOptions) -> str:
