@@ -8,6 +8,7 @@ server. Rows are compared with independent parsers (Biopython for FASTQ, ``str.s
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -27,6 +28,7 @@ import pyspark_dataplug
 from pyspark_dataplug import CloudObject
 from pyspark_dataplug.errors import DataplugError, IndexMissingError
 from pyspark_dataplug.index import store as store_mod
+from pyspark_dataplug.index.build import plan_build, run_tasks_locally
 from pyspark_dataplug.index.store import IndexStore
 from pyspark_dataplug.plan import storage_options
 from pyspark_dataplug.storage import get_storage
@@ -84,6 +86,21 @@ def _clean_up(fmt: str, uri: str, opts: dict[str, str], ref: list[tuple], monkey
 # ------------------------------------------------------------------------------------------ two builds at once
 
 
+def _build_meeting(fmt: str, uri: str, opts: dict[str, str], barrier: threading.Barrier,
+                   runner: Any = run_tasks_locally) -> None:
+    """A build that waits after its map tasks until the other build has run its own: both are surely in
+    flight at once, with their blobs stored and their saves still to come."""
+    met = []
+
+    def meeting(f: Any, storage: Any, kind: str, tasks: list[Any], progress: Any = None) -> list[Any]:
+        out = runner(f, storage, kind, tasks, progress)
+        if not met:
+            met.append(barrier.wait(120))
+        return out
+
+    plan_build(uri, fmt, **opts).run(meeting, force=True)
+
+
 def _at_once(*steps: Any) -> None:
     """Run the steps in threads released together; re-raise the first failure."""
     start = threading.Barrier(len(steps))
@@ -114,7 +131,8 @@ def test_two_builds_at_once_publish_one_complete_index(kind: str, case: str, tmp
     _build(fmt, uri, opts)
     builds = set()
     for _ in range(3):
-        _at_once(lambda: _build(fmt, uri, opts), lambda: _build(fmt, uri, opts))
+        both_mapped = functools.partial(_build_meeting, fmt, uri, opts, threading.Barrier(2))
+        _at_once(both_mapped, both_mapped)
         builds.add(_assert_complete(fmt, uri, opts, ref)["build_id"])
     assert len(builds) == 3
     # the losers' files are left over (fresh, within the grace period); readers ignored them above
@@ -314,10 +332,12 @@ def test_reads_while_rebuilding_are_exact_or_clear(kind: str, case: str, tmp_pat
 
 
 def test_spark_and_in_process_builds_at_once(spark: Any, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    from pyspark_dataplug import build_index
+    from pyspark_dataplug.index.build import spark_runner
 
     fmt, uri, ref, opts = _put(make_store("s3", tmp_path, request), "fastq.gz")
-    _at_once(lambda: _build(fmt, uri, opts), lambda: build_index(spark, uri, format=fmt, force=True, **opts))
+    both_mapped = threading.Barrier(2)
+    _at_once(functools.partial(_build_meeting, fmt, uri, opts, both_mapped),
+             functools.partial(_build_meeting, fmt, uri, opts, both_mapped, spark_runner(spark)))
     _assert_complete(fmt, uri, opts, ref)
     rows = [tuple(r) for r in read_dataplug(spark, uri, {"format": fmt, **opts}).collect()]
     assert sorted(rows, key=repr) == sorted(ref, key=repr)
