@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import FormatError
-from .storage import StorageOptions, get_storage
+from .errors import FormatError, ObjectNotFoundError
+from .storage import INDEX_SUFFIX, StorageOptions, get_storage
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -148,7 +148,14 @@ class RangeReader:
         if self.buffers is not None:
             return self.buffers[i]
         r = self.slice.ranges[i]
-        return get_storage(r.uri, self.slice.storage).read(r.uri, r.start, r.end, etag=self._etag(r))
+        try:
+            return get_storage(r.uri, self.slice.storage).read(r.uri, r.start, r.end, etag=self._etag(r))
+        except ObjectNotFoundError as e:
+            if INDEX_SUFFIX + "/" not in r.uri:
+                raise
+            from .index.store import index_file_gone
+
+            raise index_file_gone(r.uri) from e  # an index blob (gzip windows, a header) of a replaced index
 
     def pieces(self, i: int, size: int | None = None) -> Iterator[bytes | memoryview]:
         r = self.slice.ranges[i]

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import unquote, urlparse
@@ -114,6 +114,14 @@ class Storage(Protocol):
 
     def list_tree(self, prefix: str) -> list[ObjectInfo]:
         """Every file below a folder, at any depth (none: an empty list), index folders excepted."""
+        ...
+
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        """The files directly in a folder, by name, with their last-modified times (seconds since the epoch).
+
+        Every name is listed, index folders and hidden files too: index cleanup uses it on an index folder.
+        Times come from the storage's clock, so callers compare them with each other, not with this host's.
+        """
         ...
 
 
@@ -301,6 +309,20 @@ class LocalStorage:
         for folder, dirs, files in os.walk(root):
             dirs[:] = sorted(d for d in dirs if not d.endswith(INDEX_SUFFIX))
             out.extend(self.info(os.path.join(folder, f)) for f in sorted(files))
+        return out
+
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        try:
+            entries = list(os.scandir(normalize_uri(prefix)))
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for e in entries:
+            try:
+                if e.is_file():
+                    out[e.name] = e.stat().st_mtime
+            except FileNotFoundError:  # deleted while listed
+                continue
         return out
 
 
@@ -579,49 +601,47 @@ class S3Storage:
         # sending the whole subtree (a folder of files next to a folder of a million parts).
         delimiter = "/" not in key[len(prefix):]
         out: list[ObjectInfo] = []
-        token: str | None = None
-        while True:
-            kwargs = {"Bucket": bucket, "Prefix": prefix}
-            if delimiter:
-                kwargs["Delimiter"] = "/"
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), pattern, self.options)
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                if k.endswith("/") or _skip_name(k):
-                    continue
-                if globbing and not regex.fullmatch(k):
-                    continue
-                if not globbing and "/" in k[len(prefix):]:
-                    continue  # like Spark: a folder's own files, not its subfolders'
-                out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
-            if not page.get("IsTruncated"):
-                break
-            token = page.get("NextContinuationToken")
+        for obj in self._contents(pattern, prefix, delimiter):
+            k = obj["Key"]
+            if k.endswith("/") or _skip_name(k):
+                continue
+            if globbing and not regex.fullmatch(k):
+                continue
+            if not globbing and "/" in k[len(prefix):]:
+                continue  # like Spark: a folder's own files, not its subfolders'
+            out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
         if not out:
             raise ObjectNotFoundError(f"{pattern}: matches no object")
         return out
 
-    def list_tree(self, prefix: str) -> list[ObjectInfo]:
-        bucket, key = split_s3(prefix)
-        key = key.rstrip("/") + "/" if key.rstrip("/") else ""
-        out: list[ObjectInfo] = []
+    def _contents(self, uri: str, key: str, delimiter: bool = False) -> Iterator[dict]:
+        """The objects of ``uri``'s bucket under ``key``, page after page (with ``delimiter``, not below a ``/``)."""
+        bucket, _ = split_s3(uri)
         token: str | None = None
         while True:
             kwargs = {"Bucket": bucket, "Prefix": key}
+            if delimiter:
+                kwargs["Delimiter"] = "/"
             if token:
                 kwargs["ContinuationToken"] = token
-            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), prefix, self.options)
-            for obj in page.get("Contents", []):
-                k = obj["Key"]
-                if not k.endswith("/") and INDEX_SUFFIX + "/" not in k:
-                    out.append(ObjectInfo(f"s3://{bucket}/{k}", int(obj["Size"]), obj.get("ETag", "").strip('"')))
+            page = _retrying(lambda kw=kwargs: self.client.list_objects_v2(**kw), uri, self.options)
+            yield from page.get("Contents", [])
             if not page.get("IsTruncated"):
-                break
+                return
             token = page.get("NextContinuationToken")
-        return out
 
+    def list_tree(self, prefix: str) -> list[ObjectInfo]:
+        bucket, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key.rstrip("/") else ""
+        return [ObjectInfo(f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj.get("ETag", "").strip('"'))
+                for obj in self._contents(prefix, key)
+                if not obj["Key"].endswith("/") and INDEX_SUFFIX + "/" not in obj["Key"]]
+
+    def list_folder(self, prefix: str) -> dict[str, float]:
+        _, key = split_s3(prefix)
+        key = key.rstrip("/") + "/" if key.rstrip("/") else ""
+        return {obj["Key"][len(key):]: obj["LastModified"].timestamp()
+                for obj in self._contents(prefix, key, delimiter=True) if obj["Key"] != key}
 
 def expand(paths: list[str], options: StorageOptions | None = None) -> list[ObjectInfo]:
     """Paths, globs and prefixes to a de-duplicated list of objects, in the order given."""

@@ -8,8 +8,25 @@ Layout of one index (a folder-like prefix)::
 
 The index dir is ``<object>.dataplug/<format>/`` next to the object, or, with ``indexLocation``,
 ``<indexLocation>/<bucket>/<key>.dataplug/<format>/`` so read-only public data can be indexed into a bucket
-of your own. Tables and blobs carry a build id and the manifest is written last: a reader sees either the
-previous complete index or the new complete one, never a half-written index.
+of your own.
+
+Concurrent and crashed builds. There are no locks (nothing can stay locked after a crash); the rules are:
+
+- Every build writes files of its own (tables carry its build id, blobs a unique name written by map tasks)
+  and the manifest last, in one atomic PUT (locally, write-then-rename). A reader sees no index, the previous
+  complete one, or the new complete one; two builds at once each publish a complete index, the last manifest
+  written wins, and the other build's files are left over.
+- Readers open only the files the manifest they loaded names: leftovers are never read.
+- Generations: a manifest lists in ``superseded`` the files of the manifest it replaced. A save deletes only
+  the files its *previous* manifest superseded, i.e. those of two generations back, so a read (or a Spark job
+  whose tasks read gzip windows lazily) that loaded the previous manifest survives one rebuild; a read that
+  spans two rebuilds fails with :class:`IndexMissingError` naming the gone file, never with wrong rows.
+- Leftovers of a dead build (files no manifest names, and the temporary files of an interrupted local write)
+  are deleted by the next successful save of that index once they are :data:`LEFTOVER_GRACE_SECONDS` older
+  than the manifest it just wrote (both times by the storage's clock: local mtime, S3 ``LastModified``).
+  A live build's files are fresh, so a concurrent build never deletes them; a build running longer than the
+  grace period must not run at the same time as another build of the same index. Cleanup errors never fail a
+  build: the next one tries again.
 """
 
 from __future__ import annotations
@@ -22,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IndexFormatError, IndexMissingError, ObjectNotFoundError, StaleIndexError
+from ..errors import IndexFormatError, IndexMissingError, ObjectNotFoundError, StaleIndexError, StorageError
 from ..storage import (
     INDEX_SUFFIX,
     ObjectInfo,
@@ -40,6 +57,9 @@ if TYPE_CHECKING:
 #: 2: line formats cut chunks at line starts and keep fingerprints; CSV records follow Spark's rules
 INDEX_VERSION = 2
 MANIFEST = "manifest.json"
+#: seconds a file no manifest names must be older than a freshly written manifest before that save deletes it
+#: (a day: any build writes all its files and its manifest well within it)
+LEFTOVER_GRACE_SECONDS = 24 * 3600.0
 
 
 @dataclass
@@ -191,15 +211,11 @@ class IndexStore:
         return Index(manifest, _Tables(self, location, manifest.get("tables", {})), location)
 
     def save(self, info: ObjectInfo, fmt: str, index: Index) -> str:
-        """Write tables and blobs first, the manifest last; returns the index dir."""
+        """Write tables and blobs first, the manifest last, then clean up (module docstring); returns the index dir."""
         import pyarrow.parquet as pq
 
         location = self.dir(info.uri, fmt)
         st = get_storage(location, self.storage)
-        try:
-            previous = self.load_manifest(info.uri, fmt)
-        except IndexFormatError:
-            previous = None
         build = uuid.uuid4().hex[:12]
         manifest = dict(index.manifest)
         manifest.update(
@@ -220,18 +236,51 @@ class IndexStore:
             total += buf.tell()
         manifest["tables"] = names
         manifest["index_bytes"] = total + sum(int(v) for v in manifest.get("blob_sizes", {}).values())
+        named = _files(manifest)
+        try:  # read as late as possible: a concurrent build may have published since this one began
+            previous = self.load_manifest(info.uri, fmt)
+        except IndexFormatError:
+            previous = None
+        # kept one generation: a read that loaded the previous manifest goes on reading its files
+        manifest["superseded"] = sorted(_files(previous) - named) if previous else []
         st.write(join_uri(location, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True).encode())
-        if previous:
-            # the previous build's files: nothing names them any more (a read planned against them just
-            # before this rebuild fails with not-found, never with wrong rows)
-            keep = set(manifest["tables"].values()) | set(manifest.get("blobs", {}).values())
-            old = set(previous.get("tables", {}).values()) | set(previous.get("blobs", {}).values())
-            for rel in old - keep:
+        try:
+            for rel in sorted(_names(previous.get("superseded")) - named if previous else ()):
                 st.delete(join_uri(location, rel))
+            _sweep(st, location, named | set(manifest["superseded"]))
+        except StorageError:
+            pass  # the index is published; what is left over is cleaned by the next build (module docstring)
         index.manifest = manifest
         index.location = location
         return location
 
+
+def _names(value: Any) -> set[str]:
+    """File names read from a manifest, only plain names in the index dir: a manifest can never make a build
+    delete (or a read open) anything outside its own folder."""
+    if not isinstance(value, list | tuple | dict):
+        return set()
+    items = value.values() if isinstance(value, dict) else value
+    return {v for v in items if isinstance(v, str) and v and "/" not in v and "\\" not in v
+            and v not in (".", "..", MANIFEST)}
+
+
+def _files(manifest: dict[str, Any] | None) -> set[str]:
+    """Every file a manifest names (its tables and blobs)."""
+    if not manifest:
+        return set()
+    return _names(manifest.get("tables")) | _names(manifest.get("blobs"))
+
+
+def _sweep(st: Any, location: str, keep: set[str]) -> None:
+    """Delete leftovers of dead builds: files not in ``keep`` and older than the manifest by the grace period."""
+    times = st.list_folder(location)
+    published = times.get(MANIFEST)
+    if published is None:
+        return
+    for rel, modified in times.items():
+        if rel != MANIFEST and rel not in keep and published - modified > LEFTOVER_GRACE_SECONDS:
+            st.delete(join_uri(location, rel))
 
 
 class _Tables(dict):  # type: ignore[type-arg]
@@ -252,7 +301,7 @@ class _Tables(dict):  # type: ignore[type-arg]
             store, location, names = self._load
             self._load = None
             for name, rel in names.items():
-                super().__setitem__(name, pq.read_table(io.BytesIO(store._read(join_uri(location, rel)))))
+                super().__setitem__(name, pq.read_table(io.BytesIO(read_index_file(store, location, rel))))
 
     def __getitem__(self, key: str) -> Any:
         self._fill()
@@ -285,6 +334,23 @@ class _Tables(dict):  # type: ignore[type-arg]
     def values(self) -> Any:
         self._fill()
         return super().values()
+
+
+def read_index_file(store: IndexStore, location: str, rel: str) -> bytes:
+    """A file the loaded manifest names (see :func:`index_file_gone`)."""
+    try:
+        return store._read(join_uri(location, rel))
+    except ObjectNotFoundError as e:
+        raise index_file_gone(join_uri(location, rel)) from e
+
+
+def index_file_gone(uri: str) -> IndexMissingError:
+    """The error for an index file that a loaded manifest names and that is gone: by the generation rule
+    (module docstring), the index was rebuilt at least twice while the read ran."""
+    return IndexMissingError(
+        f"{uri}, named by the index manifest this read loaded, is gone: the index was rebuilt at least twice "
+        f"while the read ran; run the read again"
+    )
 
 
 def store_blob(location: str, name: str, data: bytes, storage: StorageOptions) -> str:
