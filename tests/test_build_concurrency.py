@@ -92,8 +92,8 @@ def _build_meeting(fmt: str, uri: str, opts: dict[str, str], barrier: threading.
     flight at once, with their blobs stored and their saves still to come."""
     met = []
 
-    def meeting(f: Any, storage: Any, kind: str, tasks: list[Any], progress: Any = None) -> list[Any]:
-        out = runner(f, storage, kind, tasks, progress)
+    def meeting(f: Any, storage: Any, kind: str, tasks: list[Any], progress: Any = None, **kw: Any) -> list[Any]:
+        out = runner(f, storage, kind, tasks, progress, **kw)
         if not met:
             met.append(barrier.wait(120))
         return out

@@ -165,17 +165,28 @@ def _stage(runner: Runner, fmt: Format, storage: StorageOptions, kind: str, task
     ``weights`` (an object's bytes shared by its tasks in this stage) let a runner put small tasks together.
     """
     per_object = Counter(owner)
-    weights = [sizes[o] // per_object[o] for o in owner]
+    extra: dict[str, Any] = {"weights": [sizes[o] // per_object[o] for o in owner]} if _takes_weights(runner) else {}
     if tracker is None or not tasks:
-        return runner(fmt, storage, kind, tasks, weights=weights)
+        return runner(fmt, storage, kind, tasks, **extra)
     done = tracker.stage(name, owner)
-    results = runner(fmt, storage, kind, tasks, progress=done, weights=weights)
+    results = runner(fmt, storage, kind, tasks, progress=done, **extra)
     done(len(tasks))
     return results
 
 
 #: bytes of each object the driver reads to plan its build tasks (what :meth:`Format.build_tasks` gets)
 FIRST_BYTES = 64 << 10
+
+def _takes_weights(runner: Runner) -> bool:
+    """Whether a runner takes ``weights=`` (ours do; one written before they existed is called without)."""
+    import inspect
+
+    try:
+        params = inspect.signature(runner).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "weights" or p.kind == p.VAR_KEYWORD for p in params)
+
 
 #: a map task under this many bytes shares a Spark task with its neighbours: Spark's own file sources count
 #: ``spark.sql.files.openCostInBytes`` (4 MiB) per file, scheduling a task costing about as much as reading that

@@ -151,6 +151,9 @@ def validate_manifest(manifest: dict[str, Any], fmt: str, where: str) -> None:
     for key in ("tables", "blobs", "blob_sizes", "index_params", "build_params", "attrs"):
         if key in manifest and not isinstance(manifest[key], dict):
             raise bad(key, f"must be an object, not {type(manifest[key]).__name__}")
+    superseded = manifest.get("superseded", [])
+    if not isinstance(superseded, list) or not all(isinstance(r, str) and _FILE_NAME.fullmatch(r) for r in superseded):
+        raise bad("superseded", "must be a list of plain file names inside the index")
     for key in ("tables", "blobs"):
         for name, rel in manifest.get(key, {}).items():
             if not isinstance(rel, str) or not _FILE_NAME.fullmatch(rel) or ".." in rel:
