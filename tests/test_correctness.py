@@ -212,3 +212,16 @@ def test_corrupt_gzip_found_at_read(local_store):
     os.utime(uri, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises((FormatError, StaleIndexError), match=r"c\.fastq\.gz"):
         _read(uri, {"format": "fastq"}, 4)
+
+
+@pytest.mark.parametrize("char", [b"\x0b", b"\t", b" ", b"\x7f"])
+def test_fastq_quality_outside_printable_ascii_is_an_error(local_store, char):
+    """Found by the scaled fuzz: a vertical tab at the end of a quality line was kept as a quality value,
+    where Biopython strips it and reads on into the next record. Neither is a read: it is damage."""
+    data = bytearray(make_fastq(30, seed=161))
+    lines = data.split(b"\n")
+    lines[4 * 12 + 3] = lines[4 * 12 + 3][:-1] + char  # record 12's last quality character
+    uri = local_store.put("q.fastq", bytes(b"\n".join(lines)))
+    CloudObject("fastq", uri, {"indexSpacing": "1k"}).preprocess()
+    with pytest.raises(FormatError, match=r"q\.fastq.*quality character .* outside '!'..'~'"):
+        [s.get() for s in CloudObject("fastq", uri).slices(num_slices=3)]

@@ -145,6 +145,19 @@ class FASTQ(LineFormat):
                 bad = int(np.flatnonzero(~ok.to_numpy(zero_copy_only=False))[0])
                 raise FormatError(slice_.uri, offset + _line_start(buf, 4 * bad + line_in_record),
                                   f"malformed FASTQ record: {what}")
+        # Quality is one printable ASCII character per base, '!' (33) to '~' (126), in every FASTQ variant; a
+        # tab or a vertical tab there is damage (readers that strip whitespace would read another record)
+        bounds = qual.buffers()[1]
+        if bounds is not None and len(qual):
+            ends = np.frombuffer(bounds, dtype=np.int32, count=len(qual) + 1, offset=qual.offset * 4)
+            data = np.frombuffer(qual.buffers()[2], dtype=np.uint8)[ends[0]: ends[-1]]
+            wrong = (data < 33) | (data > 126)
+            if wrong.any():
+                at = int(np.flatnonzero(wrong)[0]) + int(ends[0])
+                bad = int(np.searchsorted(ends, at, side="right")) - 1
+                raise FormatError(slice_.uri, offset + _line_start(buf, 4 * bad + 3),
+                                  f"malformed FASTQ record: quality character {chr(data[at - ends[0]])!r} outside "
+                                  "'!'..'~'")
 
 
 def _split_header(header: pa.StringArray) -> tuple[pa.Array, pa.Array]:
