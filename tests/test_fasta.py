@@ -192,6 +192,7 @@ EDGE_CASES = {
     "spaces and tabs in lines": b">a\nAC GT  \nA\tC\n",
     "no final line break": b">a\nACGT\nAC",
     "header only": b">lonely header",
+    "CRs before line feeds": b">a desc\r\r\nAC\r\r\nGT\r\n\r\n>b\r\nGG\r",  # trailing whitespace for both readers
 }
 
 
@@ -237,6 +238,33 @@ def test_sequence_before_the_first_header_fails_with_its_offset(tmp_path: Path) 
         build(str(path))
     with pytest.raises(FormatError, match=r"at byte 1: sequence before the first '>' header"):
         read(str(path), 1, missingIndex="scan")
+
+
+LONE_CR = {  # Biopython ends a line at a lone CR, samtools does not: the rows would depend on the reader
+    "in a header": b">a\nACGT\n>b desc\rGG\nGG\n",  # Biopython: title 'b desc', bases 'GGGG'
+    "before a header": b">a\nACGT\r>b\nGG\n",  # Biopython: two records
+    "inside a sequence line": b">a\nACGTACGT\nAC\rGT\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONE_CR))
+def test_a_lone_carriage_return_fails_with_its_offset(tmp_path: Path, case: str) -> None:
+    """Found by the bad-input fuzz: a flipped bit turned a CRLF header's LF into a base, so the rows differed."""
+    import pysam
+
+    data = LONE_CR[case]
+    path = tmp_path / "cr.fa"
+    path.write_bytes(data)
+    at = data.index(b"\r")
+    with pytest.raises(FormatError, match=rf"cr\.fa at byte {at}: a lone carriage return"):
+        build(str(path))
+    for parts in (1, 3):
+        with pytest.raises(FormatError, match=rf"cr\.fa at byte {at}: a lone carriage return"):
+            read(str(path), parts, missingIndex="scan")
+    if case == "in a header":  # samtools indexes it (its title runs to the LF): the read itself refuses it
+        pysam.faidx(str(path))
+        with pytest.raises(FormatError, match=rf"cr\.fa at byte {at}: a lone carriage return"):
+            read(str(path), 1)
 
 
 def test_object_changed_after_indexing_fails(tmp_path: Path) -> None:

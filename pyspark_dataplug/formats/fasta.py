@@ -16,7 +16,8 @@ i % linebases``, so a slice can start and end *inside* a record and fetch only i
 next to the object (plus its ``.gzi`` for a bgzipped FASTA) serves as the index with no build at all.
 
 Text before the first ``>`` may only be blank lines or ``;``/``#`` comment lines: anything else fails with
-its offset (Biopython skips it silently, which would lose a record whose header line was damaged).
+its offset (Biopython skips it silently, which would lose a record whose header line was damaged). So does
+a lone carriage return (one not before a line feed): Biopython ends a line there, samtools does not.
 
 Every slice checks what it decodes against the index: how many headers it met, a CRC32 of the record
 names and one of the bases it read per record, and its row count. An object that changed (or a ``.fai``
@@ -84,6 +85,30 @@ def _lines(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, rend
 
 
+#: why a lone CR is refused (FormatError's text)
+LONE_CR = ("a lone carriage return (not followed by a line feed): FASTA lines end with \\n or \\r\\n, and readers "
+           "disagree on a lone \\r (Biopython ends the line there, samtools does not), so the rows would depend on "
+           "the reader")
+
+
+def _lone_cr(buf: np.ndarray, junk: np.ndarray) -> int:
+    """Position in ``buf`` of the first CR followed by something other than a line break, or -1.
+
+    ``junk`` holds (at least) every CR's position, ascending. A CR before ``\\n`` is a CRLF break, CRs before
+    one are trailing whitespace, and a CR at the buffer's end is trailing whitespace of the object's last line
+    (a buffer ends at a line break, at the object's end, or before a slice's next base): all read the same
+    whichever line-break rule applies. A CR before anything else starts a new line for Biopython (whose title
+    would end there and whose next line may be a header) and not for samtools: ambiguous input, refused.
+    """
+    cr = junk[buf[junk] == CR]
+    cr = cr[cr + 1 < len(buf)]
+    if not len(cr):
+        return -1
+    nxt = buf[cr + 1]
+    lone = cr[(nxt != NL) & (nxt != CR)]
+    return int(lone[0]) if len(lone) else -1
+
+
 class FASTA(ChunkedBuild):
     name: ClassVar[str] = "fasta"
     options: ClassVar[tuple[Opt, ...]] = (
@@ -124,6 +149,9 @@ class FASTA(ChunkedBuild):
         header = (ends > starts) & (buf[np.minimum(starts, max(len(buf) - 1, 0))] == GT) if len(buf) else \
             np.zeros(0, dtype=bool)
         junk = np.flatnonzero((buf == SP) | (buf == CR))  # removed from sequence lines (Biopython)
+        lone = _lone_cr(buf, junk)
+        if lone >= 0:
+            raise FormatError(self._uri, edge + lone, LONE_CR)
         removed = np.searchsorted(junk, rend) - np.searchsorted(junk, starts)
         bases = rend - starts - removed
         clean = (removed == 0) & ((rend == ends) | ((rend == ends - 1) & (buf[np.maximum(ends - 1, 0)] == CR)))
@@ -594,6 +622,9 @@ class _Parser:
         # bytes that are bases: in a sequence line before its trailing whitespace, not a space or a CR. Counted
         # per line (cheap), then one mask: line breaks out, header lines and trailing whitespace out by range
         junk = np.flatnonzero((buf == SP) | (buf == CR))
+        lone = _lone_cr(buf, junk)
+        if lone >= 0:  # checked here too: a samtools .fai serves reads of an object never built
+            raise FormatError(self.uri, base + lone, LONE_CR)
         kept = rend - starts - (np.searchsorted(junk, rend) - np.searchsorted(junk, starts))
         kept[header] = 0
         if self.title is None:  # before the first header: blank or comment lines only
