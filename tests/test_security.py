@@ -261,10 +261,10 @@ def secrets_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_credentials_never_appear_in_plans_errors_slices_logs_cli_or_the_spark_ui(secrets_run: dict) -> None:
     texts = secrets_run["texts"]
     # what is searched holds what it should: a search of empty or failed texts would prove nothing
-    assert len(texts["job stderr (Spark's and Python's logs)"]) > 10_000  # Spark at INFO
+    assert " WARN " in texts["job stderr (Spark's and Python's logs)"]  # the JVM's log is in it
     for name in ("reads.txt", "table.csv", "reads.fastq"):
-        assert name in texts[f"queryExecution {name}"] and "== Physical Plan ==" in texts[f"explain {name}"]
-        assert name in texts[f"sql plan {name}"] and "Slice" in texts[f"slices {name}"]
+        assert "BatchScan dataplug" in texts[f"queryExecution {name}"] and "BatchScan" in texts[f"sql plan {name}"]
+        assert "== Physical Plan ==" in texts[f"explain {name}"] and name in texts[f"slices {name}"]
         assert "DataplugPartition" in texts[f"partitions {name}"]
     for fallback in ("error", "scan"):
         assert "nope.txt" in texts[f"error missing {fallback}"], texts[f"error missing {fallback}"]
