@@ -382,9 +382,11 @@ def up_to_date(store: IndexStore, info: ObjectInfo, fmt: Format, requested: Mapp
 
 def _keeps(manifest: Mapping[str, Any], info: ObjectInfo, fmt: Format, requested: Mapping[str, Any] | None) -> bool:
     """:func:`up_to_date` for a manifest already loaded."""
+    from .store import same_object
+
     src = manifest.get("source", {})
     built = manifest.get("build_params") or {}
-    return (int(src.get("size", -1)) == info.size and src.get("etag") == info.etag
+    return (same_object(manifest, info) and int(src.get("size", -1)) == info.size and src.get("etag") == info.etag
             and manifest.get("index_params") == fmt.index_params()
             and all(built.get(k) == v for k, v in (requested or {}).items()))
 

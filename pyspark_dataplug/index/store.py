@@ -36,10 +36,18 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IndexFormatError, IndexMissingError, ObjectNotFoundError, StaleIndexError, StorageError
+from ..errors import (
+    IndexFormatError,
+    IndexMissingError,
+    ObjectNotFoundError,
+    OptionError,
+    StaleIndexError,
+    StorageError,
+)
 from ..storage import (
     INDEX_SUFFIX,
     ObjectInfo,
@@ -99,6 +107,7 @@ def index_dir(uri: str, fmt: str, index_location: str | None = None) -> str:
     written percent-encoded, and so is ``%`` itself (which keeps the mapping one-to-one); ordinary keys are
     unchanged.
     """
+    _check_format_name(fmt)
     uri = normalize_uri(uri)
     if not index_location:
         return join_uri(uri + INDEX_SUFFIX, fmt)
@@ -112,6 +121,15 @@ def index_dir(uri: str, fmt: str, index_location: str | None = None) -> str:
 
 
 _DOT_SEGMENTS = {"": "%", ".": "%2E", "..": "%2E%2E"}
+_FORMAT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_format_name(fmt: str) -> None:
+    """The format is the last segment of the index dir: anything that a path resolver would read as a path is
+    refused (format names come from the registry, but ``index_dir`` is public and cheap to guard)."""
+    if not _FORMAT_NAME.fullmatch(fmt) or ".." in fmt:
+        raise OptionError(f"{fmt!r} is not a format name (an index dir segment must be a plain name)")
+
 
 
 def _segment(part: str) -> str:
@@ -367,8 +385,26 @@ def store_blob(location: str, name: str, data: bytes, storage: StorageOptions) -
     return rel
 
 
+def same_object(manifest: Mapping[str, Any], info: ObjectInfo) -> bool:
+    """Whether the manifest was built for this object (compared normalised: ``s3a://`` is ``s3://``).
+
+    Size and ETag alone do not say so: local files extracted from one archive share size and mtime (our local
+    ETag), and a copied S3 object keeps its ETag; an index copied or moved next to another object, or two
+    objects that share an index dir, must not give one object's index to the other.
+    """
+    src = manifest.get("source") or {}
+    uri = src.get("uri")
+    return isinstance(uri, str) and normalize_uri(uri) == normalize_uri(info.uri)
+
+
 def check_fresh(manifest: dict[str, Any], info: ObjectInfo, fmt: str, index_location: str | None) -> None:
     src = manifest.get("source", {})
+    if not same_object(manifest, info):
+        raise IndexFormatError(
+            f"{info.uri}: its {fmt} index at {index_dir(info.uri, fmt, index_location)} was built for another "
+            f"object ({src.get('uri')!r}); rebuild it with: "
+            f"{index_command(info.uri, fmt, force=True, index_location=index_location)}"
+        )
     if int(src.get("size", -1)) != info.size or src.get("etag") != info.etag:
         raise StaleIndexError(
             f"{info.uri}: the object changed since its {fmt} index was built (indexed size {src.get('size')}, "
