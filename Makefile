@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/planning.py
 	$(BIN)/python benchmarks/gzip_spacing.py
 	$(BIN)/python benchmarks/vs_dataplug.py
+	$(BIN)/python benchmarks/small_objects.py
 	$(BIN)/python benchmarks/s3_shaped.py
 
 bench-quick: setup
