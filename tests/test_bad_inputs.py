@@ -35,9 +35,19 @@ import pytest
 HERE = Path(__file__).parent
 DEADLINE = 20.0  # seconds per case: a slower case is a hang
 #: mutated inputs per format in CI (about a minute for the file on 2 cores); DATAPLUG_FUZZ_SCALE=10 for a long run
-FUZZ = {k: int(v * float(os.environ.get("DATAPLUG_FUZZ_SCALE", "1"))) for k, v in {
+SCALE = float(os.environ.get("DATAPLUG_FUZZ_SCALE", "1"))
+FUZZ = {k: int(v * SCALE) for k, v in {
     "text": 150, "csv": 100, "fastq": 150, "fasta": 60, "vcf": 80, "las": 120, "laz": 100, "copc": 30,
     "cog": 100, "imzml": 100, "ms": 6}.items()}
+
+
+#: the quick fuzz per format (:func:`quick_main`): (mutated inputs through build + read, same-length damage under
+#: the clean index); about a minute for all formats on 2 cores. MeasurementSet builds start casacore in a child
+#: interpreter (~0.6 s each), so its build tier is small and its decode tier carries the count
+QUICK = {k: (int(b * SCALE), int(d * SCALE)) for k, (b, d) in {
+    "text": (300, 1700), "csv": (200, 1800), "fastq": (300, 1700), "fasta": (200, 1800), "vcf": (250, 1750),
+    "las": (200, 1800), "laz": (250, 1750), "copc": (250, 1750), "cog": (300, 1700), "imzml": (200, 1800),
+    "ms": (6, 2000)}.items()}
 
 
 class Case:
@@ -97,6 +107,25 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(b)
 
 
+def mutate_in_place(data: bytes, rng: random.Random) -> bytes:
+    """A mutation that keeps the length: flip bits, overwrite a range with random bytes, or copy one range over
+    another (for the decode tier, where the index of the undamaged object must still fit the damaged one)."""
+    b = bytearray(data)
+    op = rng.randrange(3)
+    if op == 0:
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    elif op == 1:
+        p = rng.randrange(len(b))
+        n = min(len(b) - p, rng.randint(1, 16))
+        b[p:p + n] = bytes(rng.randrange(256) for _ in range(n))
+    else:
+        a, p = rng.randrange(len(b)), rng.randrange(len(b))
+        n = min(len(b) - a, len(b) - p, rng.randint(1, 64))
+        b[p:p + n] = b[a:a + n]
+    return bytes(b)
+
+
 # -- per format: a clean object, its name, a reference reader and the table of cases -----------------------------
 
 def _lines_reference(data: bytes) -> list[tuple]:
@@ -134,20 +163,20 @@ def _line_cases(clean: bytes, name: str, seed: int, header: int, wrong: bytes) -
     return cases
 
 
-def _fmt_text() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_text(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     from data import make_text
 
-    clean = make_text(300, seed=11)
+    clean = make_text(30 if small else 300, seed=11)
     cases = _line_cases(clean, "t.txt", 1, 40, b"\x89PNG\r\n\x1a\n" + bytes(300))
     huge = b"a\n" + b"x" * (32 << 20) + b"\nb\n"
     cases.append(Case("huge line (32 MiB)", {"huge.txt": huge}, options={}))
     return "t.txt", clean, _tuples(lambda data, path: _lines_reference(data)), cases, {"indexSpacing": "256"}
 
 
-def _fmt_fastq() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_fastq(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     from data import fastq_reference, make_fastq
 
-    clean = make_fastq(60, seed=3)
+    clean = make_fastq(8 if small else 60, seed=3)
 
     def ref(data: bytes, path: str) -> Any:
         if data[:2] == b"\x1f\x8b":
@@ -160,29 +189,29 @@ def _fmt_fastq() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], d
     return "r.fastq", clean, _tuples(ref), cases, {"indexSpacing": "256"}
 
 
-def _fmt_fasta() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_fasta(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     from test_fasta import random_fasta, reference
 
-    clean = random_fasta(random.Random(4), 12)
+    clean = random_fasta(random.Random(4), 3 if small else 12)
     cases = _line_cases(clean, "g.fasta", 3, 30, b"@r1\nACGT\n+\nIIII\n")
     cases.append(Case("huge line (32 MiB)", {"huge.fasta": b">a\n" + b"ACGT" * (8 << 20) + b"\n>b\nAC\n"}))
     return "g.fasta", clean, _tuples(lambda data, path: reference(data, 50)), cases, {"sequenceChunkSize": "50"}
 
 
-def _fmt_csv() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_csv(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     from data import make_csv
 
-    clean = make_csv(200, seed=9)
+    clean = make_csv(20 if small else 200, seed=9)
     cases = _line_cases(clean, "c.csv", 4, 24, b"\x89PNG\r\n\x1a\n" + bytes(300))
     huge = b"id,name\n1,\"" + b"x" * (32 << 20) + b"\"\n2,y\n"
     cases.append(Case("huge field (32 MiB)", {"huge.csv": huge}, options={}))
     return "c.csv", clean, None, cases, {"indexSpacing": "256"}
 
 
-def _fmt_vcf() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_vcf(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     from test_vcf import make_vcf
 
-    clean = make_vcf(60, samples=2)
+    clean = make_vcf(8 if small else 60, samples=2)
     header_end = clean.index(b"\n#CHROM")
     cases = _line_cases(clean, "v.vcf", 5, header_end, b"id,name\n1,x\n")
     cases.append(Case("no #CHROM line", {"v.vcf": clean.replace(b"#CHROM", b"CHROMX", 1)}))
@@ -206,12 +235,12 @@ def _las_ref(data: bytes, path: str, table: Any) -> None:
         np.array_equal = real
 
 
-def _fmt_las(compress: bool) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_las(compress: bool, small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     import struct
 
     from pointcloud_data import chunk_table_offset_at, las_bytes, make_las
 
-    clean = las_bytes(make_las(6 if compress else 1, "1.4" if compress else "1.2", 400, seed=2), compress)
+    clean = las_bytes(make_las(6 if compress else 1, "1.4" if compress else "1.2", 40 if small else 400, seed=2), compress)
     name = "p.laz" if compress else "p.las"
     header = struct.unpack_from("<H", clean, 94)[0]
     cases = [Case("empty", {name: b""}), Case("wrong format for the name", {name: b"id,x\n1,2\n"})]
@@ -224,37 +253,54 @@ def _fmt_las(compress: bool) -> tuple[str, bytes, Callable[[bytes, str], Any], l
         b = bytearray(clean)
         struct.pack_into(fmt, b, pos, value)
         cases.append(Case(f"header {field} = {value}", {name: bytes(b)}))
+    b = bytearray(clean)
+    struct.pack_into("<I", b, 100, 654311424)  # laspy loops over that many empty VLRs (the quick fuzz found it)
+    cases.append(Case("VLR count 654311424", {name: bytes(b)}))
     if compress:
         at, _ = chunk_table_offset_at(clean)
         b = bytearray(clean)
         struct.pack_into("<q", b, at, len(clean) + 1000)
         cases.append(Case("chunk table past the end", {name: bytes(b)}))
+        b = bytearray(clean)
+        struct.pack_into("<H", b, 105, struct.unpack_from("<H", clean, 105)[0] + 1024)
+        cases.append(Case("record length 1 KiB more than the LASzip VLR's", {name: bytes(b)}))
+        vlr = clean.index(b"laszip encoded") - 2 + 54  # the LASzip VLR's data: compressor (u16) first
+        b = bytearray(clean)
+        struct.pack_into("<H", b, vlr, 2051)
+        cases.append(Case("LASzip compressor 2051", {name: bytes(b)}))
     return name, clean, _las_ref, cases, {}
 
 
-def _fmt_copc() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_copc(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+    import struct
     import tempfile
 
     from pointcloud_data import write_copc
 
     with tempfile.TemporaryDirectory() as d:
-        write_copc(f"{d}/c.copc.laz", 6, 2000, depth=3)
+        write_copc(f"{d}/c.copc.laz", 6, 200 if small else 2000, depth=2 if small else 3)
         clean = Path(f"{d}/c.copc.laz").read_bytes()
     name = "c.copc.laz"
     cases = [Case("empty", {name: b""})]
     cases += [Case(n, {name: d}) for n, d in truncations(clean, 9, 589)]
     cases += [Case(n, {name: d}) for n, d in flips(clean, 10, 375, 589, 5)]  # the copc info VLR
+    root = struct.unpack_from("<Q", clean, 375 + 54 + 40)[0]  # the info VLR's root hierarchy page offset
+    b = bytearray(clean)
+    struct.pack_into("<i", b, root, 2**31 - 1)  # the first entry's depth: 1 << depth would be a 256 MiB int
+    cases.append(Case("hierarchy depth 2**31-1", {name: bytes(b)}))
     return name, clean, None, cases, {}
 
 
-def _fmt_cog() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_cog(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     import struct
     import tempfile
 
     from test_cog import as_tuples, reference, write_cog
 
     with tempfile.TemporaryDirectory() as d:
-        write_cog(Path(d) / "i.tif", (1, 200, 300), "uint8", COMPRESS="DEFLATE", BLOCKSIZE=64, overviews=False)
+        shape = (1, 40, 56) if small else (1, 200, 300)
+        write_cog(Path(d) / "i.tif", shape, "uint8", COMPRESS="DEFLATE", BLOCKSIZE=16 if small else 64,
+                  overviews=False)
         clean = (Path(d) / "i.tif").read_bytes()
     name = "i.tif"
     ifd = struct.unpack_from("<I", clean, 4)[0]
@@ -289,13 +335,14 @@ def _fmt_cog() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dic
     return name, clean, ref, cases, {}
 
 
-def _fmt_imzml() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_imzml(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     import tempfile
 
     from test_imzml import grid_spectra, write
 
     with tempfile.TemporaryDirectory() as d:
-        write(Path(d) / "s.imzML", grid_spectra(4, 3, points=10, seed=1, processed=True), mode="processed")
+        write(Path(d) / "s.imzML", grid_spectra(2 if small else 4, 2 if small else 3, points=5 if small else 10, seed=1,
+                                                   processed=True), mode="processed")
         xml, ibd = (Path(d) / "s.imzML").read_bytes(), (Path(d) / "s.ibd").read_bytes()
     cases = [Case("empty xml", {"s.imzML": b"", "s.ibd": ibd}), Case("empty ibd", {"s.imzML": xml, "s.ibd": b""})]
     cases += [Case("xml " + n, {"s.imzML": d, "s.ibd": ibd}) for n, d in truncations(xml, 14, 300)]
@@ -325,13 +372,13 @@ def _fmt_imzml() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], d
     return "s.imzML", xml, ref, cases, {"_files": {"s.imzML": xml, "s.ibd": ibd}, "_fuzz": ["s.imzML", "s.ibd"]}
 
 
-def _fmt_ms() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_ms(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
     import tempfile
 
     from test_ms import write_ms
 
     with tempfile.TemporaryDirectory() as d:
-        write_ms(Path(d) / "m.ms", "ssm", nslots=4)
+        write_ms(Path(d) / "m.ms", "ssm", nslots=2 if small else 4)
         root = Path(d) / "m.ms"
         files = {str(p.relative_to(d)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     dat, f0 = files["m.ms/table.dat"], files["m.ms/table.f0"]
@@ -358,10 +405,11 @@ def _fmt_ms() -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict
                                       "format": "ms"}
 
 
-FORMATS: dict[str, Callable[[], tuple[str, bytes, Any, list[Case], dict[str, Any]]]] = {
+#: format -> its table; ``small=True`` gives a smaller clean object (a tenth of the records) for the quick fuzz
+FORMATS: dict[str, Callable[..., tuple[str, bytes, Any, list[Case], dict[str, Any]]]] = {
     "text": _fmt_text, "csv": _fmt_csv, "fastq": _fmt_fastq, "fasta": _fmt_fasta, "vcf": _fmt_vcf,
-    "las": lambda: _fmt_las(False), "laz": lambda: _fmt_las(True), "copc": _fmt_copc, "cog": _fmt_cog,
-    "imzml": _fmt_imzml, "ms": _fmt_ms,
+    "las": lambda small=False: _fmt_las(False, small), "laz": lambda small=False: _fmt_las(True, small),
+    "copc": _fmt_copc, "cog": _fmt_cog, "imzml": _fmt_imzml, "ms": _fmt_ms,
 }
 
 
@@ -397,6 +445,52 @@ def _read(path: str, options: dict[str, str], build: bool = True) -> tuple[Any, 
         tables = [s.get() for part in open_dataset({"path": path, **options}).plan(partitions=n) for s in part]
         out.append(pa.concat_tables(tables) if tables else pa.table({}))
     return out[0], out[1]
+
+
+def _build_in_memory(path: str, options: dict[str, str]) -> tuple[Any, list[Any], list[Any], Any]:
+    """The index job of :func:`_read` run into memory instead of storage: ``(format, objects, indexes, storage)``.
+
+    Writing and loading the manifest and Parquet tables is most of a small case's time and sees none of the
+    damaged bytes (a damaged stored index is the security tests' matter), so the quick fuzz tiers skip it and
+    run many more inputs through what does parse them: the index job's map and reduce, planning, decoding.
+    """
+    from pyspark_dataplug.formats import get_format
+    from pyspark_dataplug.index.build import build_indexes, plan_build, run_tasks_locally
+    from pyspark_dataplug.index.store import IndexStore
+
+    class Kept(IndexStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kept: dict[str, Any] = {}
+
+        def save(self, info: Any, fmt: str, index: Any) -> str:
+            index.location = self.dir(info.uri, fmt)  # blobs the map tasks wrote (gzip windows) are there
+            self.kept[info.uri] = index
+            return index.location
+
+    rest = {k: v for k, v in options.items() if k != "format"}
+    build = plan_build(path, options.get("format"), **rest)
+    store = Kept()
+    build_indexes(run_tasks_locally, build.fmt, build.objects, store, build.storage, force=True)
+    indexes = [store.kept[o.uri] for o in build.objects]
+    fmt = get_format(build.fmt.name, {**build.fmt.params, **build.fmt.resolve(indexes[0], None)})
+    return fmt, build.objects, indexes, build.storage
+
+
+def _get_all(parts: list[list[Any]]) -> Any:
+    import pyarrow as pa
+
+    tables = [s.get() for part in parts for s in part]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def _read_in_memory(path: str, options: dict[str, str], partitions: int) -> tuple[Any, Any]:
+    """:func:`_read` with the index in memory (:func:`_build_in_memory`), at 1 partition and ``partitions``."""
+    from pyspark_dataplug.plan import plan_partitions
+
+    fmt, objects, indexes, storage = _build_in_memory(path, options)
+    one, other = (_get_all(plan_partitions(fmt, objects, indexes, storage, partitions=n)) for n in (1, partitions))
+    return one, other
 
 
 def _key(table: Any) -> list[str]:
@@ -526,30 +620,149 @@ def main(fmt: str, root: str, fuzz: int) -> None:
     print(json.dumps({"counts": counts, "failures": failures}), flush=True)
 
 
+#: partition counts a quick build case reads at besides 1: a few, a prime, more than the small objects' records
+QUICK_PARTITIONS = (2, 3, 7, 1000)
+#: and a decode case (its plans are fixed; more partitions than records mostly re-decode one LAZ chunk per row)
+DECODE_PARTITIONS = (1, 2, 3, 7)
+
+
+def _judge_decode(parts: list[list[Any]], names: list[str]) -> str:
+    """A decode-tier verdict: the rows the index promises ('rows') or an error naming the object ('error')."""
+    from pyspark_dataplug.errors import DataplugError
+
+    try:
+        table = _get_all(parts)
+    except DataplugError as e:
+        if not any(n in str(e) for n in names):
+            raise Outcome(f"error does not name the object: {type(e).__name__}: {str(e)[:300]}") from e
+        return "error"
+    except Exception as e:  # noqa: BLE001 - anything else is the bug this looks for
+        raise Outcome(f"raw {type(e).__name__} escaped: {str(e)[:300]}") from e
+    promised = [s.rows for part in parts for s in part]
+    if None not in promised and table.num_rows != sum(promised):
+        raise Outcome(f"{table.num_rows} rows where the index promises {sum(promised)}")
+    return "rows"
+
+
+def quick_main(fmt: str, root: str, n_build: int, n_decode: int, part: int = 0, parts: int = 1) -> None:
+    """The quick fuzz of one format (cases ``i`` with ``i % parts == part``); prints one JSON summary line.
+
+    Two tiers, both on a small clean object (mutations of a small input reach a parser's states far more
+    often than those of a large one, where nearly every flip lands in record data):
+
+    * build: ``n_build`` mutated inputs (:func:`mutate`) through the index job, planning and decoding with the
+      index kept in memory (:func:`_build_in_memory`), read at 1 partition and at one of
+      :data:`QUICK_PARTITIONS`, judged as the full table is (:func:`_judge`: the reference reader's rows or an
+      error naming the object);
+    * decode: ``n_decode`` same-length mutations (:func:`mutate_in_place`) of the files slices read, under the
+      undamaged object's index (the file's mtime put back, so the version check passes: bytes damaged
+      without the version changing, the one way damage reaches a decoder past the stale-index check), each
+      read once at one of :data:`DECODE_PARTITIONS`: the rows the index promises, or an error naming the object.
+    """
+    from pyspark_dataplug.plan import plan_partitions
+
+    base = Path(root)
+    name, clean_bytes, ref, _, options = FORMATS[fmt](small=True)
+    files0 = options.pop("_files", None)
+    targets = options.pop("_fuzz", [name])
+    source = files0 or {name: clean_bytes}
+    clean_path = _write(base / "clean", source)
+    one, other = _read_in_memory(clean_path, options, 7)
+    clean = _key(one)
+    assert clean == _key(other) and one.num_rows > 0, "the undamaged object must read"
+    counts: Counter = Counter()
+    failures: list[str] = []
+
+    def run(kind: str, label: str, judge: Callable[[], str]) -> None:
+        print(json.dumps({"case": label}), flush=True)  # names the case if the process dies in it
+        try:
+            counts[f"{kind}:{_with_deadline(label, judge)}"] += 1
+        except Outcome as e:
+            counts[f"{kind}:bad"] += 1
+            failures.append(f"{fmt} {label}: {e}")
+
+    seconds = {}
+    t0 = time.monotonic()
+    rng = random.Random(f"{fmt}-build")
+    for i in range(n_build):
+        target = targets[i % len(targets)]
+        files = {**source, target: mutate(source[target], rng)}
+        n = rng.choice(QUICK_PARTITIONS)
+        if i % parts != part:  # every child draws the whole sequence, so a case is the same whoever runs it
+            continue
+        d = base / f"b{i}"
+        p = _write(d, files)
+        data = next(iter(files.values()))
+        run("build", f"build#{i}", functools.partial(_judge, p, data, ref, clean, False,
+                                                     functools.partial(_read_in_memory, p, options, n),
+                                                     _names(p, files, d)))
+        shutil.rmtree(d, ignore_errors=True)
+
+    seconds["build"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    fmt_obj, objects, indexes, storage = _build_in_memory(clean_path, options)
+    plans = {n: plan_partitions(fmt_obj, objects, indexes, storage, partitions=n) for n in DECODE_PARTITIONS}
+    read = {r.uri for part in plans[1] for s in part for r in s.ranges}
+    clean_dir = base / "clean"
+    decoded = [rel for rel in source if str(clean_dir / rel) in read]
+    assert decoded, f"no file of {sorted(source)} is read by the slices ({sorted(read)})"
+    names = _names(clean_path, source, clean_dir)
+    rng = random.Random(f"{fmt}-decode")
+    for i in range(n_decode):
+        target = decoded[i % len(decoded)]
+        damaged = mutate_in_place(source[target], rng)
+        n = rng.choice(DECODE_PARTITIONS)
+        if i % parts != part:
+            continue
+        f = clean_dir / target
+        st = f.stat()
+        f.write_bytes(damaged)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: the same version
+        run("decode", f"decode#{i}", functools.partial(_judge_decode, plans[n], names))
+    seconds["decode"] = time.monotonic() - t0
+    print(json.dumps({"counts": counts, "failures": failures, "seconds": seconds}), flush=True)
+
+
 # -- the tests: one child process per format --------------------------------------------------------------------
 
-def run_child(fmt: str, root: Path, fuzz: int) -> dict[str, Any]:
+def _start(code: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE), os.environ.get("PYTHONPATH", "")])}
-    code = f"import test_bad_inputs as t; t.main({fmt!r}, {str(root)!r}, {fuzz})"
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    wall = time.monotonic() - t0
-    lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def _finish(fmt: str, proc: subprocess.Popen, timeout: float = 300) -> dict[str, Any]:
+    """The child's summary, after checking it was not killed (a crash) and ran no case over the deadline."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"{fmt}: the child ran over {timeout} s\n{err[-3000:]}") from None
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     last = next((x["case"] for x in reversed(lines) if "case" in x), None)
     assert proc.returncode >= 0, f"{fmt}: the reading process was killed by signal {-proc.returncode} (a crash) " \
-                                 f"in case {last!r}\n{proc.stderr[-3000:]}"
+                                 f"in case {last!r}\n{err[-3000:]}"
     lines = [x for x in lines if "case" not in x]
-    assert lines, f"{fmt}: no summary (exit {proc.returncode})\n{proc.stderr[-3000:]}"
+    assert lines, f"{fmt}: no summary (exit {proc.returncode})\n{err[-3000:]}"
     assert "hang" not in lines[-1], f"{fmt}: case {lines[-1]['hang']!r} ran over {DEADLINE} s (a hang)"
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = lines[-1]
-    c = summary["counts"]
-    for kind in ("matrix", "fuzz"):
-        n = sum(v for k, v in c.items() if k.startswith(kind))
-        print(f"{fmt:6} {kind:6} cases {n:5} exact {c.get(kind + ':exact', 0):5} "
-              f"consistent {c.get(kind + ':consistent', 0):4} "
-              f"clear errors {c.get(kind + ':error', 0):5} wrong {c.get(kind + ':bad', 0):3} hangs 0 crashes 0 "
-              f"({wall:.1f} s)")
+    assert proc.returncode == 0, err[-3000:]
+    return lines[-1]
+
+
+def _report(fmt: str, counts: dict[str, int], kinds: tuple[str, ...], wall: float) -> None:
+    for kind in kinds:
+        n = sum(v for k, v in counts.items() if k.startswith(kind + ":"))
+        fine = " ".join(f"{v} {counts.get(kind + ':' + v, 0):5}" for v in ("exact", "consistent", "rows")
+                        if counts.get(kind + ":" + v))
+        print(f"{fmt:6} {kind:6} cases {n:5} {fine} clear errors {counts.get(kind + ':error', 0):5} "
+              f"wrong {counts.get(kind + ':bad', 0):3} hangs 0 crashes 0 ({wall:.1f} s)")
+
+
+def run_child(fmt: str, root: Path, fuzz: int) -> dict[str, Any]:
+    t0 = time.monotonic()
+    summary = _finish(fmt, _start(f"import test_bad_inputs as t; t.main({fmt!r}, {str(root)!r}, {fuzz})"))
+    _report(fmt, summary["counts"], ("matrix", "fuzz"), time.monotonic() - t0)
     return summary
 
 
@@ -557,3 +770,21 @@ def run_child(fmt: str, root: Path, fuzz: int) -> dict[str, Any]:
 def test_bad_inputs(fmt: str, tmp_path: Path) -> None:
     summary = run_child(fmt, tmp_path, FUZZ[fmt])
     assert not summary["failures"], "\n".join(summary["failures"][:40])
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_quick_fuzz(fmt: str, tmp_path: Path) -> None:
+    """Thousands of mutated inputs per format (:func:`quick_main`), in two children at once (one per core)."""
+    n_build, n_decode = QUICK[fmt]
+    t0 = time.monotonic()
+    procs = [_start(f"import test_bad_inputs as t; t.quick_main({fmt!r}, {str(tmp_path / str(k))!r}, {n_build}, "
+                    f"{n_decode}, {k}, 2)") for k in range(2)]
+    summaries = [_finish(fmt, p) for p in procs]
+    counts: Counter = Counter()
+    for x in summaries:
+        counts.update(x["counts"])
+    _report(fmt, counts, ("build", "decode"), time.monotonic() - t0)
+    assert sum(v for k, v in counts.items() if k.startswith("build:")) == n_build
+    assert sum(v for k, v in counts.items() if k.startswith("decode:")) == n_decode
+    failures = [f for x in summaries for f in x["failures"]]
+    assert not failures, "\n".join(failures[:40])

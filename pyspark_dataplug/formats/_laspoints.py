@@ -23,6 +23,7 @@ LAZ chunks), not laspy.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import struct
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,8 @@ HEADER_MIN = 227
 HEADER_MAX = 375
 #: one read of this many bytes holds the header and, in most files, every VLR too
 FIRST_READ = 64 << 10
+#: a VLR's header (its data follows)
+VLR_HEADER = 54
 INT64_MAX = (1 << 63) - 1
 
 #: numpy kind+size -> Arrow type name of the column (unsigned widen: Spark has no unsigned types)
@@ -63,6 +66,12 @@ _SELECT_BITS = {
 def need(module: str) -> Any:
     """Import an optional library of the ``las`` extra, or fail with the command that installs it."""
     return _need(module, "las", "reading LAS/LAZ/COPC")
+
+
+def native_failure(e: BaseException) -> bool:
+    """True for an error of laz-rs on damaged input: its own exceptions, and its panics, which pyo3 raises as
+    ``PanicException``, a BaseException (so ``except Exception`` lets them escape; the fuzz run found one)."""
+    return isinstance(e, Exception) or type(e).__name__ == "PanicException"
 
 
 # -- header -------------------------------------------------------------------------------------------------
@@ -97,6 +106,11 @@ def read_header(uri: str, size: int, read: Callable[[int, int], bytes]) -> tuple
     if opd > size:
         raise FormatError(uri, 96, f"the header puts point data at byte {opd}, past the end of the {size}-byte "
                                    "object (truncated, or not a LAS file)")
+    if n_vlrs * VLR_HEADER > opd - header_size:
+        # laspy reads VLR headers past the end of a short buffer without an error: a flipped count would
+        # have it loop over billions of empty VLRs (found by the fuzz run)
+        raise FormatError(uri, 100, f"the header lists {n_vlrs} VLRs ({VLR_HEADER} bytes each at least) but only "
+                                    f"{opd - header_size} bytes lie between the header and the point data")
     if opd > len(raw):
         raw += read(len(raw), opd)
     raw = raw[:opd]
@@ -116,7 +130,17 @@ def read_header(uri: str, size: int, read: Callable[[int, int], bytes]) -> tuple
         vlrs = hdr.vlrs.get("LasZipVlr")
         if not vlrs:
             raise FormatError(uri, 104, "the point format says LAZ (compressed) but there is no LASzip VLR")
-        laszip = base64.b64encode(bytes(vlrs[0].record_data)).decode()
+        record = bytes(vlrs[0].record_data)
+        try:
+            items = need("lazrs").LazVlr(record).item_size()
+        except BaseException as e:  # LazrsError for an unknown compressor or item
+            if not native_failure(e):
+                raise
+            raise FormatError(uri, header_size, f"bad LASzip VLR ({type(e).__name__}: {e})") from e
+        if items != rec_len:
+            raise FormatError(uri, 105, f"point records of {rec_len} bytes, but the LASzip VLR compresses records of "
+                                        f"{items} bytes: the header or the VLR is damaged")
+        laszip = base64.b64encode(record).decode()
     desc: dict[str, Any] = {
         "version": f"{major}.{minor}", "point_format": int(pf.id), "record_length": int(rec_len),
         "points": int(hdr.point_count), "scales": [float(v) for v in hdr.scales],
@@ -138,11 +162,11 @@ def copc_info(uri: str, raw: bytes, header_size: int, n_vlrs: int) -> dict[str, 
     """The COPC info VLR (user ``copc``, record 1) as a dict, or None when the file has none."""
     at = header_size
     for _ in range(n_vlrs):
-        if at + 54 > len(raw):
+        if at + VLR_HEADER > len(raw):
             break
         user = raw[at + 2: at + 18].split(b"\0", 1)[0]
         record, length = struct.unpack_from("<HH", raw, at + 18)
-        body = at + 54
+        body = at + VLR_HEADER
         if user == b"copc" and record == 1:
             if length < 80 or body + 80 > len(raw):
                 raise FormatError(uri, at, f"the COPC info VLR has {length} bytes, 160 expected")
@@ -242,6 +266,42 @@ def selection_bits(point_format: int, names: Iterable[str] | None, need_z: bool)
 
 
 # -- decoding -----------------------------------------------------------------------------------------------
+#: LASzip item type -> the layers it has in a layered (LAS 1.4) chunk: POINT14 9, RGB14 1, RGBNIR14 2,
+#: WAVEPACKET14 1; BYTE14 has one per extra byte (its size)
+_LAYERS = {10: 9, 11: 1, 12: 2, 13: 1}
+_LAYERED_COMPRESSOR = 3
+
+
+@functools.lru_cache(maxsize=64)
+def layer_count(laszip: bytes) -> int | None:
+    """How many layer sizes a chunk lists after its first point, or None when the VLR's compressor is not the
+    layered one (LASzip VLR: compressor u16 at 0, item count u16 at 32, items of (type, size, version) u16)."""
+    if len(laszip) < 34 or struct.unpack_from("<H", laszip, 0)[0] != _LAYERED_COMPRESSOR:
+        return None
+    (n,) = struct.unpack_from("<H", laszip, 32)
+    items = [struct.unpack_from("<HHH", laszip, 34 + 6 * i) for i in range(min(n, (len(laszip) - 34) // 6))]
+    return sum(size if typ == 14 else _LAYERS.get(typ, 0) for typ, size, _ in items)
+
+
+def check_layers(uri: str, offset: int, data: bytes | memoryview, laszip: bytes, rec_len: int) -> None:
+    """Refuse a layered chunk whose layer sizes overrun its bytes, before laz-rs sees it.
+
+    laz-rs allocates (and zero-fills) each layer at the size the chunk states: one damaged size made it touch
+    4 GiB for a 1 KiB chunk (found by the fuzz run), enough to get an executor killed.
+    """
+    layers = layer_count(laszip)
+    if layers is None:
+        return
+    head = rec_len + 4 + 4 * layers  # the first point as it is, the point count, then the layer sizes
+    if len(data) < head:
+        raise FormatError(uri, offset, f"a LAZ chunk of {len(data)} bytes cannot hold its first point and its "
+                                       f"{layers} layer sizes ({head} bytes): the chunk is damaged")
+    claimed = int(np.frombuffer(data, "<u4", layers, rec_len + 4).sum(dtype=np.uint64))
+    if claimed > len(data) - head:
+        raise FormatError(uri, offset, f"the LAZ chunk in bytes [{offset}, {offset + len(data)}) lists layers of "
+                                       f"{claimed} bytes but holds {len(data) - head}: the chunk is damaged")
+
+
 def decompress(uri: str, offset: int, data: bytes | memoryview, laszip: bytes, count: int, rec_len: int,
                selection: int | None = None) -> np.ndarray:
     """One LAZ chunk (or COPC node) of ``count`` points from its bytes and the LASzip VLR only.
@@ -249,11 +309,14 @@ def decompress(uri: str, offset: int, data: bytes | memoryview, laszip: bytes, c
     Never through laz-rs's seeking decompressor: it returns wrong points for files with variable-size chunks.
     """
     lazrs = need("lazrs")
+    check_layers(uri, offset, data, laszip, rec_len)
     out = np.zeros(count * rec_len, dtype=np.uint8)
     sel = None if selection is None else lazrs.DecompressionSelection(selection)
     try:
         lazrs.decompress_points_with_chunk_table(bytes(data), laszip, out, [(count, len(data))], sel)
-    except Exception as e:  # lazrs raises its own error type, or IOError for short input
+    except BaseException as e:  # lazrs raises its own error type, IOError for short input, or panics
+        if not native_failure(e):
+            raise
         raise FormatError(uri, offset, f"cannot decompress the LAZ chunk of {count} points in bytes "
                                        f"[{offset}, {offset + len(data)}) ({e})") from e
     return out
@@ -368,10 +431,12 @@ def chunk_table(uri: str, size: int, desc: Mapping[str, Any], read: Callable[[in
     end = int(desc.get("evlr_start") or 0)
     end = end if end > table_at else size
     raw = read(table_at, min(end, table_at + 8 + 16 * count + 256))
-    vlr = lazrs.LazVlr(laszip)
     try:
+        vlr = lazrs.LazVlr(laszip)
         entries = lazrs.read_chunk_table_only(io.BytesIO(raw), vlr) if count else []
-    except Exception as e:
+    except BaseException as e:
+        if not native_failure(e):
+            raise
         raise FormatError(uri, table_at, f"cannot read the LAZ chunk table ({e}): the file is damaged or truncated") \
             from e
     if len(entries) != count:
@@ -461,7 +526,8 @@ def _page_nodes(uri: str, at: int, page_key: tuple[int, int, int, int], entries:
         key = tuple(int(v) for v in e["key"])
         off, nb, cnt = int(e["offset"]), int(e["size"]), int(e["count"])
         name = "-".join(map(str, key))
-        if cnt < -1 or key[0] < 0 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
+        # keys are int32: a depth past 31 cannot be (and 1 << a flipped depth of 2**31 is a 256 MiB integer)
+        if cnt < -1 or not 0 <= key[0] <= 31 or any(k < 0 or k >= 1 << key[0] for k in key[1:]):
             raise FormatError(uri, at, f"COPC hierarchy entry {name} is invalid (point count {cnt})")
         # a key is one node and at most one page; a page's own key may be a node only inside that page
         # (laspy's reader loops forever on hierarchies that break this)
