@@ -235,12 +235,14 @@ def _las_ref(data: bytes, path: str, table: Any) -> None:
         np.array_equal = real
 
 
-def _fmt_las(compress: bool, small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case], dict[str, str]]:
+def _fmt_las(compress: bool, small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], Any], list[Case],
+                                                         dict[str, str]]:
     import struct
 
     from pointcloud_data import chunk_table_offset_at, las_bytes, make_las
 
-    clean = las_bytes(make_las(6 if compress else 1, "1.4" if compress else "1.2", 40 if small else 400, seed=2), compress)
+    points = make_las(6 if compress else 1, "1.4" if compress else "1.2", 40 if small else 400, seed=2)
+    clean = las_bytes(points, compress)
     name = "p.laz" if compress else "p.las"
     header = struct.unpack_from("<H", clean, 94)[0]
     cases = [Case("empty", {name: b""}), Case("wrong format for the name", {name: b"id,x\n1,2\n"})]
