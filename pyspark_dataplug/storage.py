@@ -254,6 +254,9 @@ class LocalStorage:
             raise StaleIndexError(f"{path}: the file changed since it was indexed; rebuild its index")
         try:
             with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if end > size:  # before reading: a damaged offset must not have f.read allocate terabytes
+                    raise StorageError(f"{path}: short read: bytes [{start}, {end}) asked of a {size}-byte file")
                 f.seek(start)
                 data = f.read(max(0, end - start))
         except FileNotFoundError as e:

@@ -301,3 +301,13 @@ def test_import_is_light_and_never_fails():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.stdout.strip() == "[]"
+
+
+def test_local_read_past_the_end_fails_before_reading(tmp_path):
+    """A damaged offset asking terabytes of a small file is a StorageError naming it, not a MemoryError."""
+    p = tmp_path / "small.bin"
+    p.write_bytes(b"x" * 100)
+    st = LocalStorage()
+    assert st.read(str(p), 90, 100) == b"x" * 10
+    with pytest.raises(StorageError, match=r"small\.bin: short read: bytes \[16, 17592186646400\) asked of a 100-byte"):
+        st.read(str(p), 16, 17592186646400)

@@ -503,6 +503,11 @@ def _build(uri: str, storage: StorageOptions) -> dict[str, Any]:
         c["shape"] = shape[::-1]
         _, nbits = ct.cell_dtype(c["value_type"], mgr["big"])
         cell = hb + (int(np.prod(shape)) * nbits + 7) // 8
+        end = off[defined].astype(np.int64) + cell
+        if (off[defined] < 0).any() or (end > files[mgr["ind_file"]].size).any():
+            row = int(np.flatnonzero(defined)[np.argmax((off[defined] < 0) | (end > files[mgr["ind_file"]].size))])
+            raise _err(uri, f"column {c['name']}: row {row}'s array lies at offset {int(off[row])} ({cell} bytes), "
+                            f"outside {mgr['ind_file']} ({files[mgr['ind_file']].size} bytes): the table is damaged")
         big = np.iinfo(np.int64).max
         lo = np.minimum.reduceat(np.where(defined, off, big), starts) if nrows else np.zeros(0, np.int64)
         hi = np.maximum.reduceat(np.where(defined, off + cell, 0), starts) if nrows else np.zeros(0, np.int64)
@@ -654,6 +659,9 @@ class _Planner:
             n = 0
             for name in sorted(spans):
                 for s, e in _merge_arrays(spans[name]):
+                    if not 0 <= s <= e <= files[name][0]:  # a damaged table the build let through: never read it
+                        raise _err(src.uri, f"rows {r0} to {r1} need bytes [{s}, {e}) of {name}, which has "
+                                            f"{files[name][0]}: the table or its index is damaged")
                     ranges.append(ByteRange(f"{src.uri}/{name}", s, e, etag=files[name][1]))
                     n += 1
             batches.append({"rows": [r0, r1], "ranges": n, **info})
