@@ -195,6 +195,8 @@ def _fmt_fasta(small: bool = False) -> tuple[str, bytes, Callable[[bytes, str], 
     clean = random_fasta(random.Random(4), 3 if small else 12)
     cases = _line_cases(clean, "g.fasta", 3, 30, b"@r1\nACGT\n+\nIIII\n")
     cases.append(Case("huge line (32 MiB)", {"huge.fasta": b">a\n" + b"ACGT" * (8 << 20) + b"\n>b\nAC\n"}))
+    seq = clean.index(b"\n") + 6  # inside the first sequence line: a 2-byte UTF-8 letter, not a residue
+    cases.append(Case("non-ASCII letter in a sequence", {"g.fasta": clean[:seq] + "߲".encode() + clean[seq:]}))
     return "g.fasta", clean, _tuples(lambda data, path: reference(data, 50)), cases, {"sequenceChunkSize": "50"}
 
 
