@@ -46,8 +46,8 @@ FUZZ = {k: int(v * SCALE) for k, v in {
 #: interpreter (~0.6 s each), so its build tier is small and its decode tier carries the count
 QUICK = {k: (int(b * SCALE), int(d * SCALE)) for k, (b, d) in {
     "text": (300, 1700), "csv": (200, 1800), "fastq": (300, 1700), "fasta": (200, 1800), "vcf": (250, 1750),
-    "las": (200, 1800), "laz": (250, 1750), "copc": (250, 1000), "cog": (300, 1700), "imzml": (200, 1800),
-    "ms": (6, 700)}.items()}
+    "las": (200, 1800), "laz": (250, 1750), "copc": (200, 1000), "cog": (300, 1700), "imzml": (200, 1800),
+    "ms": (6, 500)}.items()}
 
 
 class Case:
