@@ -202,7 +202,8 @@ def prefetched(slices: tuple[Slice, ...] | list[Slice]) -> Iterator[tuple[Slice,
     stream their own parts as before. Errors reach the caller when it comes to that slice, as without
     prefetching, and memory stays within ``partsInFlight`` parts.
     """
-    if len(slices) < 2:
+    ahead = max([1, *(int(s.storage.parts_in_flight) for s in slices)])
+    if len(slices) < 2 or ahead == 1:  # nothing to fetch ahead of, or asked not to
         for s in slices:
             yield s, s.reader()
         return
@@ -215,11 +216,6 @@ def prefetched(slices: tuple[Slice, ...] | list[Slice]) -> Iterator[tuple[Slice,
         reader = RangeReader(s)
         return [reader.read(i) for i in range(len(s.ranges))]
 
-    ahead = max(1, max(int(s.storage.parts_in_flight) for s in slices))
-    if ahead == 1:
-        for s in slices:
-            yield s, s.reader()
-        return
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="dataplug-prefetch") as pool:
         pending: dict[int, Future[list[bytes]]] = {}
         nxt = 0

@@ -10,6 +10,9 @@ case runs under a deadline, so a hang is reported with its case name. A case pas
   rows of the undamaged object (damage outside the data), and the rows are the same at 1 and 5 partitions.
 
 Anything else (a raw IndexError/struct.error escaping, fewer rows than the reference, a hang, a signal) fails.
+
+``test_quick_fuzz`` runs many more mutated inputs the same way, cheaply: small objects, the index kept in
+memory, and a second tier of same-length damage under the undamaged object's index (:func:`quick_main`).
 """
 
 from __future__ import annotations
