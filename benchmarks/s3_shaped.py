@@ -44,7 +44,7 @@ def main() -> None:
     import boto3
     from data import make_fastq
     from flaky_proxy import FlakyProxy
-    from moto.server import ThreadedMotoServer
+    from s3_fastq_read import s3_server
 
     from pyspark_dataplug import CloudObject
 
@@ -56,37 +56,33 @@ def main() -> None:
         for _ in range(reps):
             f.write(chunk)
     size = local.stat().st_size
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    s3.create_bucket(Bucket="bench")
-    s3.upload_file(str(local), "bench", "slice.fastq")
-    uri = "s3://bench/slice.fastq"
-    CloudObject("fastq", str(local)).preprocess()
-    CloudObject("fastq", uri, {"endpointUrl": endpoint}).preprocess()
+    with s3_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="bench")
+        s3.upload_file(str(local), "bench", "slice.fastq")
+        uri = "s3://bench/slice.fastq"
+        CloudObject("fastq", str(local)).preprocess()
+        CloudObject("fastq", uri, {"endpointUrl": endpoint}).preprocess()
 
-    def timed(path: str, options: dict) -> float:
-        s = CloudObject("fastq", path, options).slices(num_slices=1)[0]
-        t0 = time.perf_counter()
-        rows = sum(b.num_rows for b in s.batches())
-        dt = time.perf_counter() - t0
-        assert rows == reps * 20_000, rows
-        return dt
+        def timed(path: str, options: dict) -> float:
+            s = CloudObject("fastq", path, options).slices(num_slices=1)[0]
+            t0 = time.perf_counter()
+            rows = sum(b.num_rows for b in s.batches())
+            dt = time.perf_counter() - t0
+            assert rows == reps * 20_000, rows
+            return dt
 
-    results: dict[str, list[float]] = {"local disk": [], "S3, 1 part in flight": [],
-                                       f"S3, {args.in_flight} parts in flight": []}
-    with FlakyProxy(endpoint) as proxy:
-        proxy.latency = args.latency_ms / 1000
-        proxy.bandwidth = args.mbps * 1e6
-        opts = {"endpointUrl": proxy.endpoint, "partSize": args.part}
-        for _ in range(args.runs):  # interleaved, so drift hits every competitor alike
-            results["local disk"].append(timed(str(local), {}))
-            results["S3, 1 part in flight"].append(timed(uri, {**opts, "partsInFlight": "1"}))
-            results[f"S3, {args.in_flight} parts in flight"].append(
-                timed(uri, {**opts, "partsInFlight": str(args.in_flight)}))
-    server.stop()
+        results: dict[str, list[float]] = {"local disk": [], "S3, 1 part in flight": [],
+                                           f"S3, {args.in_flight} parts in flight": []}
+        with FlakyProxy(endpoint) as proxy:
+            proxy.latency = args.latency_ms / 1000
+            proxy.bandwidth = args.mbps * 1e6
+            opts = {"endpointUrl": proxy.endpoint, "partSize": args.part}
+            for _ in range(args.runs):  # interleaved, so drift hits every competitor alike
+                results["local disk"].append(timed(str(local), {}))
+                results["S3, 1 part in flight"].append(timed(uri, {**opts, "partsInFlight": "1"}))
+                results[f"S3, {args.in_flight} parts in flight"].append(
+                    timed(uri, {**opts, "partsInFlight": str(args.in_flight)}))
     base = statistics.median(results["local disk"])
     print(f"\n### One {size / 1e6:.0f} MB FASTQ slice: local disk vs S3 shaped to {args.latency_ms:.0f} ms first byte, "
           f"{args.mbps:.0f} MB/s per connection (parts of {args.part})\n")

@@ -35,36 +35,32 @@ def main() -> None:
     import boto3
     from data import make_fastq
     from flaky_proxy import FlakyProxy
-    from moto.server import ThreadedMotoServer
+    from s3_fastq_read import s3_server
 
     from pyspark_dataplug.index.build import plan_build, run_tasks_locally
     from pyspark_dataplug.plan import open_dataset
     from pyspark_dataplug.slices import prefetched
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket="bench")
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: client.put_object(Bucket="bench", Key=f"many/o{i:05d}.fastq",
-                                                  Body=make_fastq(5, seed=i)), range(args.objects)))
-    plan_build("s3://bench/many/", "fastq", endpointUrl=endpoint).run(run_tasks_locally)
-    rows: dict[str, list[float]] = {"one after the other": [], "fetched ahead": []}
-    with FlakyProxy(endpoint) as proxy:
-        proxy.latency = args.latency_ms / 1000
-        parts = open_dataset({"path": "s3://bench/many/", "format": "fastq",
-                              "endpointUrl": proxy.endpoint}).plan()
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            n1 = sum(b.num_rows for part in parts for s in part for b in s.batches())
-            rows["one after the other"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            n2 = sum(b.num_rows for part in parts for s, r in prefetched(part) for b in s.batches(r))
-            rows["fetched ahead"].append(time.perf_counter() - t0)
-            assert n1 == n2 == 5 * args.objects
-    server.stop()
+    with s3_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="bench")
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: client.put_object(Bucket="bench", Key=f"many/o{i:05d}.fastq",
+                                                      Body=make_fastq(5, seed=i)), range(args.objects)))
+        plan_build("s3://bench/many/", "fastq", endpointUrl=endpoint).run(run_tasks_locally)
+        rows: dict[str, list[float]] = {"one after the other": [], "fetched ahead": []}
+        with FlakyProxy(endpoint) as proxy:
+            proxy.latency = args.latency_ms / 1000
+            parts = open_dataset({"path": "s3://bench/many/", "format": "fastq",
+                                  "endpointUrl": proxy.endpoint}).plan()
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                n1 = sum(b.num_rows for part in parts for s in part for b in s.batches())
+                rows["one after the other"].append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                n2 = sum(b.num_rows for part in parts for s, r in prefetched(part) for b in s.batches(r))
+                rows["fetched ahead"].append(time.perf_counter() - t0)
+                assert n1 == n2 == 5 * args.objects
     print(f"{args.objects} small FASTQ objects, {len(parts)} partitions, {args.latency_ms:.0f} ms to the first byte")
     print("| read | seconds (min of runs) |\n|---|---:|")
     for name, times in rows.items():
